@@ -1,0 +1,190 @@
+//! The crate's one error type, and the reasons a holder can lose what it holds.
+
+use std::fmt;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+/// Everything that can go wrong in this crate. Each message says what to do about it.
+///
+/// The enum is `Clone + PartialEq` so that tests and callers can match and compare errors
+/// directly. New variants may be added in minor releases.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A recipe path is not a usable znode path.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The connect string names no server.
+    #[error(
+        "no ZooKeeper servers given: pass a connect string such as \"127.0.0.1:2181\" \
+         or \"zk1:2181,zk2:2181,zk3:2181\""
+    )]
+    NoServers,
+
+    /// The connect string could not be parsed.
+    #[error("invalid connect string {servers:?}: {reason}; expected \"host:port[,host:port...][/chroot]\"")]
+    InvalidServers {
+        /// The connect string as given.
+        servers: String,
+        /// What the parser objected to.
+        reason: String,
+    },
+
+    /// An option has a value that cannot work.
+    #[error("invalid option: {reason}")]
+    InvalidOption {
+        /// What is wrong and what would work.
+        reason: String,
+    },
+
+    /// No ZooKeeper session could be established within the connect timeout.
+    #[error(
+        "could not reach ZooKeeper at {servers} within {timeout:?}: check that the servers run \
+         and that this address is right, or raise the connect timeout"
+    )]
+    Unreachable {
+        /// The connect string that was tried.
+        servers: String,
+        /// How long it was tried.
+        timeout: Duration,
+    },
+
+    /// The server rejected the session's credentials.
+    #[error("ZooKeeper rejected the session's credentials; check the ones given to SessionBuilder::digest")]
+    AuthFailed,
+
+    /// The ZooKeeper session expired while the operation ran; whatever it held is gone.
+    /// The [`Session`](crate::Session) reconnects with a new session by itself: retry the operation.
+    #[error(
+        "the ZooKeeper session expired during the operation and everything it held is gone; \
+         retry on the session's new ZooKeeper session"
+    )]
+    SessionExpired,
+
+    /// The session was closed, by [`Session::close`](crate::Session::close) or because the
+    /// credentials were rejected.
+    #[error("the session is closed; create a new Session to continue")]
+    SessionClosed,
+
+    /// A timed wait ended before the recipe was acquired. The contender node was withdrawn.
+    #[error("gave up waiting for {path} after {after:?}; our place in its queue was withdrawn")]
+    Timeout {
+        /// The recipe path that was waited on.
+        path: String,
+        /// The time that was allowed.
+        after: Duration,
+    },
+
+    /// The session lacks a permission the node's ACL requires.
+    #[error(
+        "not allowed at {path}: the ACL there does not grant this session the permission the \
+         operation needs; connect with credentials the ACL accepts (SessionBuilder::digest) or \
+         change the ACL"
+    )]
+    NoAuth {
+        /// The path where permission was denied.
+        path: String,
+    },
+
+    /// What was held (or the place in a queue) is gone, or can no longer be proven.
+    #[error("lost {node} ({reason}); stop acting on what it protected")]
+    Lost {
+        /// The contender node that was lost.
+        node: String,
+        /// Why it counts as lost.
+        reason: LossReason,
+    },
+
+    /// The directory's sequence counter wrapped past 2^31, so node order is no longer reliable.
+    #[error(
+        "the sequence counter of {path} has wrapped past 2^31 (child {child:?}), so contenders \
+         can no longer be ordered; delete and recreate {path} while nobody uses it"
+    )]
+    SequenceOverflow {
+        /// The recipe directory.
+        path: String,
+        /// The child whose sequence is negative.
+        child: String,
+    },
+
+    /// Any other error from ZooKeeper or the client library, with the path it concerned.
+    #[error("ZooKeeper error at {path}: {source}")]
+    ZooKeeper {
+        /// The path the failed request concerned.
+        path: String,
+        /// The error as reported by `zookeeper-client`.
+        #[source]
+        source: zk::Error,
+    },
+}
+
+impl Error {
+    /// Maps a client error for a request at `path` to the variant that names the problem.
+    pub(crate) fn zk(path: &str, source: zk::Error) -> Self {
+        match source {
+            zk::Error::NoAuth => Self::NoAuth { path: path.to_owned() },
+            zk::Error::SessionExpired => Self::SessionExpired,
+            zk::Error::ClientClosed => Self::SessionClosed,
+            zk::Error::AuthFailed => Self::AuthFailed,
+            source => Self::ZooKeeper { path: path.to_owned(), source },
+        }
+    }
+}
+
+/// Why a holder no longer holds, or can no longer prove that it holds.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// The ZooKeeper session expired: the server deleted every node it owned.
+    SessionExpired,
+    /// The session was closed by this process.
+    SessionClosed,
+    /// Someone else deleted the holder's node.
+    NodeDeleted,
+    /// The connection has been silent for so long that the server may already have expired the
+    /// session: the session timeout has passed since the send time of the last request the
+    /// server answered. The node may still exist, but holding can no longer be proven.
+    Unconfirmed,
+    /// The holder released it.
+    Released,
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SessionExpired => "the ZooKeeper session expired",
+            Self::SessionClosed => "the session was closed",
+            Self::NodeDeleted => "the node was deleted by someone else",
+            Self::Unconfirmed => "the server may have expired the session: no answer within the session timeout",
+            Self::Released => "it was released",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_send_sync_static() {
+        fn check<T: Send + Sync + 'static + std::error::Error>() {}
+        check::<Error>();
+    }
+
+    #[test]
+    fn client_errors_map_to_named_variants() {
+        assert_eq!(Error::zk("/a", zk::Error::NoAuth), Error::NoAuth { path: "/a".into() });
+        assert_eq!(Error::zk("/a", zk::Error::SessionExpired), Error::SessionExpired);
+        assert_eq!(
+            Error::zk("/a", zk::Error::BadVersion),
+            Error::ZooKeeper { path: "/a".into(), source: zk::Error::BadVersion }
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! What every guard holds: a contender node that the recipe's rule lets proceed, under one
+//! ZooKeeper session. Loss detection, release and fenced writes live here once for all recipes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use crate::error::{Error, LossReason};
+use crate::queue::cleanup::{Target, is_transient};
+use crate::session::{Session, SessionState};
+use crate::token::FencingToken;
+
+/// Pause before re-arming the watch on our node after a connection loss.
+const REWATCH_PAUSE: Duration = Duration::from_millis(50);
+
+#[derive(Debug)]
+pub(crate) struct Holding {
+    session: Session,
+    generation: u64,
+    node: String,
+    token: FencingToken,
+    since: Instant,
+    /// The first loss observed, shared with every `lost()` future.
+    loss: Arc<OnceLock<LossReason>>,
+    /// Set once `release` took over the node's deletion.
+    released: bool,
+}
+
+impl Holding {
+    pub(crate) fn new(session: Session, generation: u64, node: String, token: FencingToken) -> Self {
+        Self { session, generation, node, token, since: Instant::now(), loss: Arc::default(), released: false }
+    }
+
+    pub(crate) fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Resolves when holding ends or can no longer be proven; see `MutexGuard::lost`.
+    pub(crate) fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        let watch = LossWatch {
+            session: self.session.clone(),
+            generation: self.generation,
+            node: self.node.clone(),
+            loss: self.loss.clone(),
+        };
+        async move {
+            let reason = watch.run().await;
+            let first = *watch.loss.get_or_init(|| reason);
+            if first == reason && reason != LossReason::Released {
+                tracing::warn!(node = %watch.node, %reason, "lost");
+            }
+            first
+        }
+    }
+
+    /// Resolves as soon as the connection drops or the session ends.
+    pub(crate) fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut status = self.session.status();
+        let generation = self.generation;
+        async move {
+            let _ = status.wait_for(|s| s.generation != generation || s.state != SessionState::Connected).await;
+        }
+    }
+
+    /// Deletes the node and reports whether holding lasted until now.
+    ///
+    /// If the future is dropped before the delete is confirmed, `Drop` schedules it again.
+    pub(crate) async fn release(mut self) -> Result<(), Error> {
+        let earlier = *self.loss.get_or_init(|| LossReason::Released);
+        let lost = |reason| Err(Error::Lost { node: self.node.clone(), reason });
+        let Some(client) = self.session.client_of(self.generation) else {
+            self.released = true;
+            return lost(LossReason::SessionExpired);
+        };
+        let held = self.since.elapsed();
+        let deleted = Target::Node(self.node.clone()).delete(&client).await;
+        self.released = true;
+        match deleted {
+            Ok(true) => {
+                tracing::info!(node = %self.node, held_ms = held.as_millis() as u64, "released");
+                match earlier {
+                    LossReason::Released => Ok(()),
+                    // Deleted now, but holding was in doubt before: report it.
+                    reason => lost(reason),
+                }
+            }
+            Ok(false) => lost(LossReason::NodeDeleted),
+            Err(zk::Error::SessionExpired) => lost(LossReason::SessionExpired),
+            Err(zk::Error::ClientClosed) => lost(LossReason::SessionClosed),
+            Err(err) => {
+                // Hand the node to the background cleanup rather than leave it behind.
+                Target::Node(self.node.clone()).schedule(&self.session, self.generation);
+                Err(Error::zk(&self.node, err))
+            }
+        }
+    }
+
+    /// Checks what can be checked locally before a fenced write: an observed loss, and the
+    /// liveness proof.
+    pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
+        let lost = |reason| Error::Lost { node: self.node.clone(), reason };
+        if let Some(&reason) = self.loss.get() {
+            return Err(lost(reason));
+        }
+        let client = self.session.client_of(self.generation).ok_or_else(|| lost(LossReason::SessionExpired))?;
+        match self.session.proven_until(self.generation) {
+            Some(until) if until > Instant::now() => Ok(client),
+            Some(_) => Err(lost(LossReason::Unconfirmed)),
+            None => Err(lost(LossReason::SessionExpired)),
+        }
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.loss.set(LossReason::Released);
+            tracing::info!(node = %self.node, held_ms = self.since.elapsed().as_millis() as u64, "released on drop");
+            Target::Node(std::mem::take(&mut self.node)).schedule(&self.session, self.generation);
+        }
+    }
+}
+
+/// Everything a `lost()` future needs, owned so that the future is `'static`.
+struct LossWatch {
+    session: Session,
+    generation: u64,
+    node: String,
+    loss: Arc<OnceLock<LossReason>>,
+}
+
+type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
+
+/// What the watch on our own node reported.
+enum NodeEvent {
+    Deleted,
+    /// Its data changed (someone wrote to it): watch again.
+    Changed,
+    /// The session ended; the session state says how.
+    SessionEnded,
+}
+
+impl LossWatch {
+    async fn run(&self) -> LossReason {
+        let mut status = self.session.status();
+        let mut watch: Option<NodeWatch> = None;
+        let mut watching = true;
+        loop {
+            if let Some(&reason) = self.loss.get() {
+                return reason;
+            }
+            {
+                let status = status.borrow_and_update();
+                if status.generation != self.generation {
+                    return LossReason::SessionExpired;
+                }
+                match status.state {
+                    SessionState::Lost => return LossReason::SessionExpired,
+                    SessionState::Closed => return LossReason::SessionClosed,
+                    SessionState::Connected | SessionState::Suspended => {}
+                }
+            }
+            let Some(deadline) = self.session.proven_until(self.generation) else {
+                return LossReason::SessionExpired;
+            };
+            if Instant::now() >= deadline {
+                return LossReason::Unconfirmed;
+            }
+            if watching && watch.is_none() {
+                watch = Some(Box::pin(watch_node(self.session.clone(), self.generation, self.node.clone())));
+            }
+            tokio::select! {
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return LossReason::SessionClosed;
+                    }
+                }
+                // The proof may have been extended meanwhile: re-check rather than conclude.
+                _ = tokio::time::sleep_until(deadline) => {}
+                event = async { watch.as_mut().expect("armed above").await }, if watch.is_some() => {
+                    watch = None;
+                    match event {
+                        NodeEvent::Deleted => return LossReason::NodeDeleted,
+                        NodeEvent::Changed => {}
+                        // The session state arrives through `status`.
+                        NodeEvent::SessionEnded => watching = false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watches our own node until it is deleted or changes.
+async fn watch_node(session: Session, generation: u64, node: String) -> NodeEvent {
+    loop {
+        let Some(client) = session.client_of(generation) else { return NodeEvent::SessionEnded };
+        let watched = client.check_and_watch_stat(&node).await;
+        drop(client);
+        match watched {
+            Ok((None, _)) => return NodeEvent::Deleted,
+            Ok((Some(_), watcher)) => {
+                return match watcher.changed().await.event_type {
+                    zk::EventType::NodeDeleted => NodeEvent::Deleted,
+                    zk::EventType::Session => NodeEvent::SessionEnded,
+                    _ => NodeEvent::Changed,
+                };
+            }
+            Err(err) if is_transient(&err) => tokio::time::sleep(REWATCH_PAUSE).await,
+            Err(_) => return NodeEvent::SessionEnded,
+        }
+    }
+}
+
+/// A multi-op on ZooKeeper that commits only while the holder still holds: its first operation
+/// checks that the holder's node exists. Built by `MutexGuard::fenced_write`.
+///
+/// ```no_run
+/// # async fn example(guard: zk_recipes::MutexGuard) -> Result<(), zk_recipes::Error> {
+/// let mut write = guard.fenced_write();
+/// write.set_data("/app/state", b"v2", None);
+/// write.commit().await?; // Err(Error::Lost { .. }) once the lock is gone
+/// # Ok(()) }
+/// ```
+#[must_use = "a fenced write does nothing until committed"]
+#[derive(Debug)]
+pub struct FencedWrite<'h> {
+    holding: &'h Holding,
+    operations: Vec<Operation>,
+}
+
+#[derive(Debug)]
+enum Operation {
+    Create { path: String, data: Vec<u8>, mode: zk::CreateMode },
+    SetData { path: String, data: Vec<u8>, version: Option<i32> },
+    Delete { path: String, version: Option<i32> },
+}
+
+impl<'h> FencedWrite<'h> {
+    pub(crate) fn new(holding: &'h Holding) -> Self {
+        Self { holding, operations: Vec::new() }
+    }
+
+    /// Adds a create of `path` (with the session's ACLs).
+    pub fn create(&mut self, path: &str, data: &[u8], mode: zk::CreateMode) -> &mut Self {
+        self.operations.push(Operation::Create { path: path.to_owned(), data: data.to_vec(), mode });
+        self
+    }
+
+    /// Adds a `setData` of `path`, optionally only at `version`.
+    pub fn set_data(&mut self, path: &str, data: &[u8], version: Option<i32>) -> &mut Self {
+        self.operations.push(Operation::SetData { path: path.to_owned(), data: data.to_vec(), version });
+        self
+    }
+
+    /// Adds a delete of `path`, optionally only at `version`.
+    pub fn delete(&mut self, path: &str, version: Option<i32>) -> &mut Self {
+        self.operations.push(Operation::Delete { path: path.to_owned(), version });
+        self
+    }
+
+    /// Commits all operations atomically, provided the holder's node still exists.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Lost`] if the holder's node is gone, the session expired, or holding can no
+    ///   longer be proven (then nothing is sent);
+    /// - [`Error::ZooKeeper`] (or [`Error::NoAuth`]) if one of the operations fails; nothing is
+    ///   applied then either.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe in the sense that the request is sent on the first poll: a dropped future
+    /// may still have committed.
+    pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>, Error> {
+        let holding = self.holding;
+        let client = holding.check_held()?;
+        let acls = holding.session().acls();
+        let lost = |reason| Error::Lost { node: holding.node().to_owned(), reason };
+        let mut writer = client.new_check_writer(holding.node(), None).map_err(|e| Error::zk(holding.node(), e))?;
+        for operation in &self.operations {
+            let added = match operation {
+                Operation::Create { path, data, mode } => writer.add_create(path, data, &mode.with_acls(acls)),
+                Operation::SetData { path, data, version } => writer.add_set_data(path, data, *version),
+                Operation::Delete { path, version } => writer.add_delete(path, *version),
+            };
+            added.map_err(|err| Error::zk(operation.path(), err))?;
+        }
+        match writer.commit().await {
+            Ok(results) => Ok(results),
+            Err(zk::CheckWriteError::CheckFailed { .. }) => Err(lost(LossReason::NodeDeleted)),
+            Err(zk::CheckWriteError::RequestFailed { source: zk::Error::SessionExpired }) => {
+                Err(lost(LossReason::SessionExpired))
+            }
+            Err(zk::CheckWriteError::RequestFailed { source }) => Err(Error::zk(holding.node(), source)),
+            Err(zk::CheckWriteError::OperationFailed { index, source }) => {
+                Err(Error::zk(self.operations[index].path(), source))
+            }
+        }
+    }
+}
+
+impl Operation {
+    fn path(&self) -> &str {
+        match self {
+            Operation::Create { path, .. } | Operation::SetData { path, .. } | Operation::Delete { path, .. } => path,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Fair ZooKeeper coordination recipes with fencing tokens, compatible with Apache Curator.
+//!
+//! `zk-recipes` gives Rust services the coordination primitives that JVM services get from
+//! Apache Curator, on the same znode layout, so both can contend for one lock:
+//!
+//! - [`Mutex`]: a fair (FIFO) distributed mutex.
+//!
+//! # What every recipe guarantees
+//!
+//! - **Fencing.** Every acquisition comes with a [`FencingToken`], strictly larger than every
+//!   token handed out before on the same path — also after the server deleted and recreated
+//!   the lock directory. A lock holder can pause past its session timeout and not notice that
+//!   it lost the lock; a resource that rejects stale tokens cannot be corrupted by it.
+//! - **Fail closed.** A guard tells its holder as soon as the connection drops
+//!   ([`MutexGuard::suspended`]) and when holding is lost *or can no longer be proven*
+//!   ([`MutexGuard::lost`]): before the server can have expired the session, even while the
+//!   network is silent.
+//! - **Fair and quiet.** Contenders are served in arrival order. A waiter watches only the node
+//!   just ahead of it: one release wakes one waiter, and an uncontended acquisition costs one
+//!   round trip (the create and the `getChildren` travel together).
+//! - **Nothing orphaned.** A cancelled, timed-out or failed acquisition deletes its node,
+//!   retried until the delete succeeds or the session ends. A lost create reply is recovered
+//!   by Curator's protected-name search, adopting a node only if this session owns it.
+//! - **Curator's layout.** Nodes are `_c_<uuid>-lock-<seq>` under CONTAINER parents; kazoo's
+//!   `__lock__` nodes in the same directory count as contenders too.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use zk_recipes::{Mutex, Session};
+//!
+//! # async fn example() -> Result<(), zk_recipes::Error> {
+//! let session = Session::connect("127.0.0.1:2181").await?;
+//! let mutex = Mutex::new(&session, "/locks/nightly-report")?;
+//! let guard = mutex.lock().await?;
+//! println!("holding with token {}", guard.token());
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `testing`: [`testing`], real Apache ZooKeeper servers and ensembles started as child
+//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![deny(unused_must_use)]
+#![doc(test(attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))))]
+
+mod error;
+mod holding;
+mod mutex;
+mod path;
+mod queue;
+mod session;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+mod token;
+
+pub use zookeeper_client as zk;
+
+pub use crate::error::{Error, LossReason};
+pub use crate::holding::FencedWrite;
+pub use crate::mutex::{Mutex, MutexGuard};
+pub use crate::session::{Session, SessionBuilder, SessionState, SessionStates};
+pub use crate::token::{FencingToken, ParseTokenError};

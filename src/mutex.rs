@@ -1,0 +1,230 @@
+//! [`Mutex`]: a fair (FIFO) distributed mutex with fencing tokens, in Curator's
+//! InterProcessMutex layout.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, LossReason};
+use crate::holding::{FencedWrite, Holding};
+use crate::path::validate_recipe_path;
+use crate::queue::{self, Patience, Spec};
+use crate::session::Session;
+use crate::token::FencingToken;
+
+/// Curator's node name for InterProcessMutex and LeaderSelector.
+const MARKER: &str = "lock-";
+
+/// A fair distributed mutex: at most one holder at a time, granted in arrival order, each
+/// holder with a [`FencingToken`] larger than every earlier holder's.
+///
+/// Contenders create an ephemeral sequential node `<path>/_c_<uuid>-lock-<seq>` — the layout
+/// of Apache Curator's `InterProcessMutex` and `LeaderSelector` — so a Rust process and a JVM
+/// process using Curator can share the lock. The lowest node holds; every other contender
+/// watches only the node just ahead of it, so a release wakes exactly one waiter. Nodes of
+/// kazoo's dialect (`__lock__`) in the same directory count as contenders too. See
+/// `recipes/mutex.md` for the algorithm and what happens under each failure.
+///
+/// The mutex is not reentrant: locking it again from the same process queues behind the
+/// first guard. Holding is advisory — pass the guard's [token](MutexGuard::token) to the
+/// resources you change, or use [fenced writes](MutexGuard::fenced_write) for ZooKeeper itself.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_recipes::Error> {
+/// use zk_recipes::{Mutex, Session};
+///
+/// let session = Session::connect("127.0.0.1:2181").await?;
+/// let mutex = Mutex::new(&session, "/locks/nightly-report")?;
+/// let guard = mutex.lock().await?;
+/// tokio::select! {
+///     reason = guard.lost() => eprintln!("lock lost ({reason}); stopping"),
+///     _ = run_report(guard.token()) => {}
+/// }
+/// guard.release().await?;
+/// # Ok(()) }
+/// # async fn run_report(_: zk_recipes::FencingToken) {}
+/// ```
+#[derive(Debug, Clone)]
+pub struct Mutex {
+    session: Session,
+    path: Arc<str>,
+    data: Arc<[u8]>,
+}
+
+impl Mutex {
+    /// A mutex on `path` (created on first use, as CONTAINER nodes, like Curator does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] if `path` is not an absolute, canonical znode path, is the root,
+    /// or lies under `/zookeeper`.
+    pub fn new(session: &Session, path: &str) -> Result<Self, Error> {
+        validate_recipe_path(path)?;
+        Ok(Self { session: session.clone(), path: path.into(), data: Arc::new([]) })
+    }
+
+    /// Sets the data stored in this mutex's contender nodes (default: empty), for example a
+    /// host name and process id, so that operators can see who holds or waits.
+    pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into().into();
+        self
+    }
+
+    /// The mutex's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Waits for the lock, in arrival order.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::SessionExpired`] if the ZooKeeper session expired while waiting (call again:
+    ///   the session re-establishes itself), [`Error::Unreachable`] if no session could be
+    ///   established within the connect timeout, [`Error::SessionClosed`] after close;
+    /// - [`Error::NoAuth`] if an ACL forbids creating the node or its parents;
+    /// - [`Error::Lost`] if someone deleted this contender's node while it waited;
+    /// - [`Error::SequenceOverflow`] if the directory's sequence counter wrapped;
+    /// - [`Error::ZooKeeper`] for other server errors.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. The mutex keeps a FIFO queue, so cancelling loses the place in it; the
+    /// contender node (created, or possibly created) is deleted in the session's background
+    /// task, retried until the delete succeeds or the session ends.
+    pub async fn lock(&self) -> Result<MutexGuard, Error> {
+        let held = queue::acquire(&self.session, &self.spec(), Patience::Forever).await?;
+        Ok(self.guard(held.expect("waiting without a deadline ends only holding")))
+    }
+
+    /// Takes the lock only if nobody holds or waits for it.
+    ///
+    /// This costs what [`lock`](Mutex::lock) costs when uncontended; when contended, the
+    /// contender node is created, found behind others, and deleted in the background.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock`](Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`lock`](Mutex::lock).
+    pub async fn try_lock(&self) -> Result<Option<MutexGuard>, Error> {
+        let held = queue::acquire(&self.session, &self.spec(), Patience::None).await?;
+        Ok(held.map(|held| self.guard(held)))
+    }
+
+    /// Waits for the lock for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the time is up; the contender node has been deleted by then
+    /// (or, if the server could not be reached, is deleted in the background). Otherwise as
+    /// [`lock`](Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`lock`](Mutex::lock).
+    pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard, Error> {
+        let deadline = Instant::now() + timeout;
+        let held = queue::acquire(&self.session, &self.spec(), Patience::Until(deadline)).await?;
+        Ok(self.guard(held.expect("a deadline ends in a timeout error, not in nothing")))
+    }
+
+    fn spec(&self) -> Spec<'_> {
+        Spec { dir: &self.path, marker: MARKER, data: &self.data, rule: queue::exclusive }
+    }
+
+    fn guard(&self, holding: Holding) -> MutexGuard {
+        MutexGuard { holding, path: self.path.clone() }
+    }
+}
+
+/// Proof of holding a [`Mutex`]; releases it when dropped.
+///
+/// Release with [`release`](MutexGuard::release) to learn whether the lock was held until the
+/// end. Dropping the guard releases the lock too, as a best effort: the session's background
+/// task deletes the node (it never blocks or panics, even outside a runtime); should that fail,
+/// the node goes when the session ends.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
+#[derive(Debug)]
+pub struct MutexGuard {
+    holding: Holding,
+    path: Arc<str>,
+}
+
+impl MutexGuard {
+    /// This holder's fencing token, larger than that of every earlier holder of the path.
+    pub fn token(&self) -> FencingToken {
+        self.holding.token()
+    }
+
+    /// The full path of the holder's node, e.g. `/locks/x/_c_…-lock-0000000007`.
+    pub fn node(&self) -> &str {
+        self.holding.node()
+    }
+
+    /// The mutex's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Resolves when the lock is lost or can no longer be proven held, with the reason:
+    ///
+    /// - at once when the session expires or is closed;
+    /// - when anyone else deletes the holder's node;
+    /// - while the connection is silent, at the latest when the server could have expired the
+    ///   session: the session timeout (less a small margin) after the send time of the last
+    ///   request the server answered. The server heard from us no earlier than that, so it
+    ///   cannot have expired the session before;
+    /// - with [`LossReason::Released`] if the guard is released meanwhile.
+    ///
+    /// Once resolved, holding stays lost: a later `lost()` returns the same reason at once,
+    /// and [fenced writes](MutexGuard::fenced_write) are refused. The future is `'static`, so
+    /// it can be moved into a task.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches. While pending, it keeps a watch on the holder's node.
+    pub fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        self.holding.lost()
+    }
+
+    /// Resolves as soon as the connection to ZooKeeper drops (or the session ends): holding
+    /// is then in doubt until the connection returns. Pause work that must not run unfenced;
+    /// [`lost`](MutexGuard::lost) tells when to stop for good.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    pub fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.holding.suspended()
+    }
+
+    /// A ZooKeeper multi-op that commits only while this guard's node exists. See
+    /// [`FencedWrite`].
+    pub fn fenced_write(&self) -> FencedWrite<'_> {
+        FencedWrite::new(&self.holding)
+    }
+
+    /// Releases the lock by deleting the holder's node, retrying connection losses.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lost`] if the lock had already been lost (the node was gone, the session
+    /// expired, or holding was unconfirmed for a while): work done under it may have overlapped
+    /// with another holder's. [`Error::ZooKeeper`] if the delete failed otherwise; the node is
+    /// then deleted in the background.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped, the node is deleted in the background.
+    pub async fn release(self) -> Result<(), Error> {
+        self.holding.release().await
+    }
+}

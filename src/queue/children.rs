@@ -1,0 +1,277 @@
+//! Pure decision logic of the queue: which children of a recipe directory are contenders, in
+//! what order, and whom a contender must wait for. No I/O here, so all of it is unit- and
+//! property-tested.
+
+/// The kinds of contender node recognised, by the marker in front of the sequence suffix.
+///
+/// Curator writes `_c_<uuid>-<marker><seq>`; kazoo writes `<32 hex><marker><seq>`. ZooKeeper
+/// numbers every child of a directory from one counter, so nodes of all kinds in one directory
+/// share one total order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// Curator InterProcessMutex / LeaderSelector (`lock-`).
+    Lock,
+    /// kazoo Lock and WriteLock (`__lock__`).
+    KazooLock,
+    /// kazoo ReadLock (`__rlock__`).
+    KazooRead,
+    /// Curator InterProcessReadWriteLock reader (`__READ__`).
+    Read,
+    /// Curator InterProcessReadWriteLock writer (`__WRIT__`).
+    Write,
+    /// Curator LeaderLatch (`latch-`).
+    Latch,
+    /// Curator InterProcessSemaphoreV2 lease (`lease-`).
+    Lease,
+}
+
+const MARKERS: [(&str, Kind); 7] = [
+    ("lock-", Kind::Lock),
+    ("__lock__", Kind::KazooLock),
+    ("__rlock__", Kind::KazooRead),
+    ("__READ__", Kind::Read),
+    ("__WRIT__", Kind::Write),
+    ("latch-", Kind::Latch),
+    ("lease-", Kind::Lease),
+];
+
+/// One contender node of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Contender<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: Kind,
+    pub(crate) sequence: u32,
+}
+
+/// What a child name turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parsed<'a> {
+    Contender(Contender<'a>),
+    /// A contender whose sequence is negative: the directory's 32-bit counter wrapped.
+    Wrapped,
+    /// Not a contender node of any known dialect.
+    Foreign,
+}
+
+/// Parses a child name: a known marker followed by the server's `%010d` rendering of a signed
+/// 32-bit counter (`0000000042`, or after wrapping `-2147483648` or `-000000001`).
+pub(crate) fn parse(name: &str) -> Parsed<'_> {
+    let has_marker = |stem: &str| MARKERS.iter().find(|(marker, _)| stem.ends_with(marker)).map(|&(_, kind)| kind);
+    for negative_len in [11, 10] {
+        if let Some(stem) = strip_negative(name, negative_len)
+            && has_marker(stem).is_some()
+        {
+            return Parsed::Wrapped;
+        }
+    }
+    let Some(split) = name.len().checked_sub(10) else { return Parsed::Foreign };
+    let digits = &name.as_bytes()[split..];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Parsed::Foreign;
+    }
+    // `name[split]` is an ASCII digit, so `split` is a char boundary.
+    let stem = &name[..split];
+    let value = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    match (has_marker(stem), u32::try_from(value)) {
+        (Some(kind), Ok(sequence)) if sequence <= i32::MAX as u32 => {
+            Parsed::Contender(Contender { name, kind, sequence })
+        }
+        _ => Parsed::Foreign,
+    }
+}
+
+/// If `name` ends with `-` and `len - 1` digits, returns what comes before the `-`.
+fn strip_negative(name: &str, len: usize) -> Option<&str> {
+    let split = name.len().checked_sub(len)?;
+    let tail = name.as_bytes().get(split..)?;
+    (tail[0] == b'-' && tail[1..].iter().all(u8::is_ascii_digit)).then(|| &name[..split])
+}
+
+/// A wrapped (negative) sequence was found among the children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WrappedChild(pub(crate) String);
+
+/// The contenders of one directory, in queue order: by sequence, ties by name (Curator 5.5+
+/// gives a downgrading reader the same number as its writer).
+#[derive(Debug)]
+pub(crate) struct Queue<'a> {
+    contenders: Vec<Contender<'a>>,
+}
+
+impl<'a> Queue<'a> {
+    /// Orders the contenders among `children`, ignoring foreign names.
+    pub(crate) fn new(children: &'a [String]) -> Result<Self, WrappedChild> {
+        let mut contenders = Vec::with_capacity(children.len());
+        for child in children {
+            match parse(child) {
+                Parsed::Contender(contender) => contenders.push(contender),
+                Parsed::Wrapped => return Err(WrappedChild(child.clone())),
+                Parsed::Foreign => {}
+            }
+        }
+        contenders.sort_unstable_by(|a, b| (a.sequence, a.name).cmp(&(b.sequence, b.name)));
+        Ok(Self { contenders })
+    }
+
+    /// The contender's place in the queue (0 = head), if it is in it.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.contenders.iter().position(|c| c.name == name)
+    }
+
+    pub(crate) fn contenders(&self) -> &[Contender<'a>] {
+        &self.contenders
+    }
+}
+
+/// What a contender does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision<'a> {
+    /// It holds (or leads) now.
+    Proceed,
+    /// It must wait until this node changes; it watches that node only.
+    Wait { on: &'a str },
+}
+
+/// A recipe's rule: given the queue and a contender's position, proceed or wait for whom.
+pub(crate) type Rule = for<'q, 'a> fn(&'q [Contender<'a>], usize) -> Decision<'a>;
+
+/// The exclusive rule (mutex, writer, leader): the head proceeds; everyone else waits for the
+/// contender immediately ahead, so one departure wakes exactly one waiter.
+pub(crate) fn exclusive<'a>(queue: &[Contender<'a>], position: usize) -> Decision<'a> {
+    match position.checked_sub(1) {
+        None => Decision::Proceed,
+        Some(ahead) => Decision::Wait { on: queue[ahead].name },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CURATOR: &str = "_c_0e87bab8-f0e1-45d0-8f95-769f4ce2d171-";
+    const KAZOO: &str = "93166b2c6a1a4b6c9e3d1f0a2b4c6d8e";
+
+    #[test]
+    fn parses_both_dialects() {
+        let cases = [
+            (format!("{CURATOR}lock-0000000042"), Kind::Lock, 42),
+            (format!("{KAZOO}__lock__0000000007"), Kind::KazooLock, 7),
+            (format!("{KAZOO}__rlock__0000000008"), Kind::KazooRead, 8),
+            (format!("{CURATOR}__READ__0000000001"), Kind::Read, 1),
+            (format!("{CURATOR}__WRIT__2147483647"), Kind::Write, i32::MAX as u32),
+            (format!("{CURATOR}latch-0000000000"), Kind::Latch, 0),
+            (format!("{CURATOR}lease-0000000003"), Kind::Lease, 3),
+        ];
+        for (name, kind, sequence) in &cases {
+            assert_eq!(parse(name), Parsed::Contender(Contender { name, kind: *kind, sequence: *sequence }));
+        }
+    }
+
+    #[test]
+    fn wrapped_sequences_are_detected_not_misparsed() {
+        for name in [
+            format!("{CURATOR}lock--2147483648"),
+            format!("{CURATOR}lock--000000001"),
+            format!("{KAZOO}__lock__-2147483647"),
+        ] {
+            assert_eq!(parse(&name), Parsed::Wrapped, "{name}");
+        }
+        let children = vec![format!("{CURATOR}lock-2147483647"), format!("{CURATOR}lock--2147483648")];
+        assert_eq!(Queue::new(&children).unwrap_err(), WrappedChild(children[1].clone()));
+    }
+
+    #[test]
+    fn foreign_names_are_not_contenders() {
+        for name in [
+            "locks",
+            "leases",
+            "config",
+            "lock-",
+            "lock-123",
+            "lock-00000000001",
+            "x-0000000001",
+            "lock-2147483648",
+            "lock-00000000x1",
+            "é-lock-000000001",
+        ] {
+            assert_eq!(parse(name), Parsed::Foreign, "{name}");
+        }
+    }
+
+    #[test]
+    fn ties_are_ordered_by_name_so_every_client_agrees() {
+        let children = vec![format!("{CURATOR}__READ__0000000005"), format!("{CURATOR}__WRIT__0000000005")];
+        let queue = Queue::new(&children).unwrap();
+        let names: Vec<_> = queue.contenders().iter().map(|c| c.name).collect();
+        assert_eq!(names, [children[0].as_str(), children[1].as_str()]);
+    }
+
+    fn marker() -> impl Strategy<Value = (&'static str, Kind)> {
+        prop::sample::select(MARKERS.to_vec())
+    }
+
+    fn prefix() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}".prop_map(|u| format!("_c_{u}-")),
+            "[0-9a-f]{32}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_server_rendered_sequence_parses_back(
+            prefix in prefix(), (marker, kind) in marker(), sequence in 0u32..=i32::MAX as u32,
+        ) {
+            let name = format!("{prefix}{marker}{sequence:010}");
+            prop_assert_eq!(parse(&name), Parsed::Contender(Contender { name: &name, kind, sequence }));
+        }
+
+        #[test]
+        fn every_negative_rendering_is_wrapped(
+            prefix in prefix(), (marker, _) in marker(), sequence in i32::MIN..0,
+        ) {
+            // Java's and Rust's "%010d" agree: "-000000001" and "-2147483648".
+            let name = format!("{prefix}{marker}{sequence:010}");
+            prop_assert_eq!(parse(&name), Parsed::Wrapped);
+        }
+
+        #[test]
+        fn queue_order_is_numeric_and_matches_curators_string_order(
+            entries in prop::collection::vec((prefix(), marker(), 0u32..=i32::MAX as u32), 1..40),
+        ) {
+            let children: Vec<String> =
+                entries.iter().map(|(p, (m, _), s)| format!("{p}{m}{s:010}")).collect();
+            let queue = Queue::new(&children).unwrap();
+            prop_assert_eq!(queue.contenders().len(), children.len());
+            for pair in queue.contenders().windows(2) {
+                prop_assert!(pair[0].sequence <= pair[1].sequence);
+                // Curator sorts by the 10 digits after the marker as text: same order.
+                let key = |c: &Contender<'_>| c.name[c.name.len() - 10..].to_owned();
+                prop_assert!(key(&pair[0]) <= key(&pair[1]));
+            }
+        }
+
+        #[test]
+        fn exclusive_rule_lets_one_proceed_and_forms_a_chain(
+            sequences in prop::collection::btree_set(0u32..1_000_000, 1..60),
+        ) {
+            let children: Vec<String> =
+                sequences.iter().rev().map(|s| format!("{CURATOR}lock-{s:010}")).collect();
+            let queue = Queue::new(&children).unwrap();
+            let contenders = queue.contenders();
+            let mut watched = std::collections::HashSet::new();
+            for (i, contender) in contenders.iter().enumerate() {
+                prop_assert_eq!(queue.position(contender.name), Some(i));
+                match exclusive(contenders, i) {
+                    Decision::Proceed => prop_assert_eq!(i, 0),
+                    Decision::Wait { on } => {
+                        prop_assert_eq!(on, contenders[i - 1].name);
+                        // No herd: nobody is watched by two waiters.
+                        prop_assert!(watched.insert(on));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Deleting contender nodes that nobody will use: the node of a released or dropped guard, and
+//! whatever node a cancelled or failed acquisition created (or may have created).
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use zookeeper_client as zk;
+
+use crate::session::Session;
+
+/// What to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A node whose full path is known.
+    Node(String),
+    /// Whatever a create with this protected name prefix (`_c_<uuid>-`) made in `dir`: used
+    /// when the create was sent but its reply never arrived.
+    Prefix { dir: String, prefix: String },
+}
+
+impl Target {
+    /// Deletes the target in the session's background task, retried until it is gone or the
+    /// ZooKeeper session of `generation` has ended (which deletes it too). Never blocks.
+    pub(crate) fn schedule(self, session: &Session, generation: u64) {
+        tracing::debug!(target = ?self, "cleanup scheduled");
+        session.in_background(
+            generation,
+            Box::new(move |client| {
+                Box::pin(async move {
+                    match self.delete(&client).await {
+                        Ok(_) => tracing::debug!(target = ?self, "cleaned up"),
+                        Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => {
+                            tracing::debug!(target = ?self, "node ended with its session")
+                        }
+                        Err(err) => tracing::error!(
+                            target = ?self, error = %err,
+                            "cannot delete a contender node; it stays until its session ends"
+                        ),
+                    }
+                })
+            }),
+        );
+    }
+
+    /// Deletes the target now, retrying connection losses with backoff. `Ok(true)` if this
+    /// call deleted something, `Ok(false)` if nothing was there.
+    ///
+    /// Connection losses end when the client reconnects or when it expires the session itself
+    /// (after 7/5 of the session timeout without an answer), so the retries are bounded.
+    pub(crate) async fn delete(&self, client: &zk::Client) -> Result<bool, zk::Error> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_secs(1))
+            .without_max_times();
+        (|| self.delete_once(client)).retry(backoff).when(is_transient).await
+    }
+
+    async fn delete_once(&self, client: &zk::Client) -> Result<bool, zk::Error> {
+        match self {
+            Target::Node(path) => delete_node(client, path).await,
+            Target::Prefix { dir, prefix } => {
+                let Some((children, _)) = synced_children(client, dir).await? else { return Ok(false) };
+                let mut deleted = false;
+                for child in children.iter().filter(|c| c.starts_with(prefix.as_str())) {
+                    deleted |= delete_node(client, &format!("{dir}/{child}")).await?;
+                }
+                Ok(deleted)
+            }
+        }
+    }
+}
+
+async fn delete_node(client: &zk::Client, path: &str) -> Result<bool, zk::Error> {
+    match client.delete(path, None).await {
+        Ok(()) => Ok(true),
+        Err(zk::Error::NoNode) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Lists `dir` after a `sync`, so that the list includes the effect of every request this
+/// session sent before, even to another server before a reconnect. `None` if `dir` is missing.
+pub(crate) async fn synced_children(
+    client: &zk::Client,
+    dir: &str,
+) -> Result<Option<(Vec<String>, zk::Stat)>, zk::Error> {
+    // Both requests go out before either is awaited; the server runs them in order.
+    let sync = client.sync(dir);
+    let list = client.get_children(dir);
+    let (synced, listed) = tokio::join!(sync, list);
+    match (synced, listed) {
+        (_, Err(zk::Error::NoNode)) => Ok(None),
+        (Err(err), _) | (_, Err(err)) => Err(err),
+        (Ok(()), Ok(listed)) => Ok(Some(listed)),
+    }
+}
+
+/// Errors after which the same request may succeed.
+pub(crate) fn is_transient(err: &zk::Error) -> bool {
+    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled)
+}

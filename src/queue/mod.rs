@@ -1,0 +1,405 @@
+//! The one queue engine under every recipe: it creates a contender node (and finds it again
+//! after a connection loss), orders the directory's contenders, waits on the one node that must
+//! change first, and deletes the node of an attempt that ends without acquiring.
+//!
+//! Recipes differ only in their [`Rule`] (who may proceed, whom to wait for) and node marker.
+
+mod children;
+pub(crate) mod cleanup;
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ConstantBuilder, Retryable};
+use tokio::time::Instant;
+use tracing::Instrument;
+use zookeeper_client as zk;
+
+pub(crate) use self::children::{Decision, Rule, exclusive};
+use self::children::{Parsed, Queue, WrappedChild, parse};
+use self::cleanup::{Target, is_transient, synced_children};
+use crate::error::{Error, LossReason};
+use crate::holding::Holding;
+use crate::session::Session;
+use crate::token::FencingToken;
+
+/// How often a create may meet a missing directory (reaped between our `mkdir` and create)
+/// before giving up.
+const MAX_PARENT_ATTEMPTS: usize = 5;
+/// Pause before resending a request that failed with a connection loss. The client holds
+/// requests while it reconnects, so this only keeps a failing connection from spinning.
+const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// What a recipe contends for: a directory and the node name it writes there.
+pub(crate) struct Spec<'a> {
+    /// The recipe directory (validated).
+    pub(crate) dir: &'a str,
+    /// The Curator name of this recipe's nodes, e.g. `lock-`.
+    pub(crate) marker: &'static str,
+    pub(crate) data: &'a [u8],
+    pub(crate) rule: Rule,
+}
+
+/// How long an acquisition may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Patience {
+    Forever,
+    /// Take it only if the rule lets us proceed at once.
+    None,
+    Until(Instant),
+}
+
+/// Contends until `patience` runs out. `Ok(None)` only with [`Patience::None`] when another
+/// contender is ahead.
+///
+/// Cancel safe: a dropped future deletes the node it created or may have created, in the
+/// session's background task.
+pub(crate) async fn acquire(session: &Session, spec: &Spec<'_>, patience: Patience) -> Result<Option<Holding>, Error> {
+    let span = tracing::debug_span!(
+        "acquire",
+        path = spec.dir,
+        session_id = tracing::field::Empty,
+        node = tracing::field::Empty,
+        token = tracing::field::Empty,
+    );
+    let mut attempt = None;
+    let contend = contend(session, spec, patience, &mut attempt);
+    let outcome = match patience {
+        Patience::Until(deadline) => match tokio::time::timeout_at(deadline, contend).instrument(span.clone()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Timeout { path: spec.dir.to_owned(), after: deadline.elapsed() }),
+        },
+        Patience::Forever | Patience::None => contend.instrument(span.clone()).await,
+    };
+    match (outcome, attempt) {
+        (Ok(true), Some(attempt)) => Ok(Some(attempt.into_holding())),
+        (Ok(_), Some(attempt)) => {
+            attempt.abandon();
+            Ok(None)
+        }
+        (Err(err @ Error::Timeout { .. }), Some(attempt)) => {
+            // Withdraw before reporting, so that a caller who gives up leaves nothing behind.
+            attempt.withdraw().instrument(span).await;
+            Err(err)
+        }
+        (Err(err), _) => Err(err),
+        (Ok(_), None) => unreachable!("contend returns Ok only after creating its attempt"),
+    }
+}
+
+/// Creates the attempt, enqueues it and waits per `patience`; `Ok(true)` once it may proceed.
+async fn contend<'s>(
+    session: &'s Session,
+    spec: &Spec<'_>,
+    patience: Patience,
+    attempt: &mut Option<Attempt<'s>>,
+) -> Result<bool, Error> {
+    let (client, generation) = session.current().await?;
+    tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
+    let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
+    let children = attempt.enqueue(spec.data).await?;
+    match patience {
+        Patience::None => attempt.may_proceed(&children),
+        Patience::Forever | Patience::Until(_) => attempt.wait(children).await.map(|()| true),
+    }
+}
+
+/// Where an attempt's node stands, which decides what cleanup it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// No create has been sent: nothing to clean up.
+    Unsent,
+    /// A create was sent and its outcome is unknown: clean up by name prefix.
+    Sent,
+    /// The node exists with this name and token.
+    Created { name: String, token: FencingToken },
+}
+
+/// One acquisition in progress. Dropping it before [`Attempt::into_holding`] deletes whatever
+/// node it made, so every way an acquisition can end — cancelled, timed out, failed — cleans up.
+struct Attempt<'s> {
+    session: &'s Session,
+    client: zk::Client,
+    generation: u64,
+    dir: String,
+    marker: &'static str,
+    rule: Rule,
+    /// Curator's protected prefix `_c_<uuid>-`, which lets a lost create be found again.
+    prefix: String,
+    node: Node,
+    started: Instant,
+}
+
+impl<'s> Attempt<'s> {
+    fn new(session: &'s Session, client: zk::Client, generation: u64, spec: &Spec<'_>) -> Self {
+        Self {
+            session,
+            client,
+            generation,
+            dir: spec.dir.to_owned(),
+            marker: spec.marker,
+            rule: spec.rule,
+            prefix: protected_prefix(),
+            node: Node::Unsent,
+            started: Instant::now(),
+        }
+    }
+
+    /// Creates this attempt's node and returns the directory's children as seen right after.
+    ///
+    /// The create and the `getChildren` go out back to back, without waiting for the create's
+    /// reply: ZooKeeper runs one session's requests in order, so the list already contains our
+    /// node, and an uncontended acquisition costs a single round trip.
+    async fn enqueue(&mut self, data: &[u8]) -> Result<Vec<String>, Error> {
+        let path = format!("{}/{}{}", self.dir, self.prefix, self.marker);
+        let mut missing_parents = 0;
+        loop {
+            // Mark the create as sent before sending it: from here on a drop must clean up.
+            self.node = Node::Sent;
+            let acls = self.session.acls();
+            let options = zk::CreateMode::EphemeralSequential.with_acls(acls);
+            let create = self.client.create(&path, data, &options);
+            let list = self.client.get_children(&self.dir);
+            let (created, listed) = tokio::join!(create, list);
+            match created {
+                Ok((_, sequence)) => {
+                    let Ok(sequence) = u32::try_from(sequence.into_i64()) else {
+                        let child = format!("{}{}{sequence}", self.prefix, self.marker);
+                        return Err(Error::SequenceOverflow { path: self.dir.clone(), child });
+                    };
+                    let name = format!("{}{}{sequence:010}", self.prefix, self.marker);
+                    let (children, dir) = match listed {
+                        Ok(listed) => listed,
+                        // The reply to the create arrived, so our node exists and keeps the
+                        // directory from being deleted: listing again sees the same directory.
+                        Err(err) if is_transient(&err) => self.list_with_stat().await?,
+                        Err(err) => return Err(Error::zk(&self.dir, err)),
+                    };
+                    self.created(name, FencingToken::new(epoch(&dir), sequence));
+                    return Ok(children);
+                }
+                Err(zk::Error::NoNode) => {
+                    self.node = Node::Unsent;
+                    missing_parents += 1;
+                    if missing_parents > MAX_PARENT_ATTEMPTS {
+                        return Err(Error::zk(&self.dir, zk::Error::NoNode));
+                    }
+                    self.make_parents().await?;
+                }
+                Err(err) if is_transient(&err) => {
+                    if let Some(children) = self.recover().await? {
+                        return Ok(children);
+                    }
+                }
+                Err(err) => {
+                    // Rejected by the server (no permission, bad ACL...): nothing was created.
+                    if !matches!(err, zk::Error::SessionExpired | zk::Error::ClientClosed) {
+                        self.node = Node::Unsent;
+                    }
+                    return Err(Error::zk(&self.dir, err));
+                }
+            }
+        }
+    }
+
+    fn created(&mut self, name: String, token: FencingToken) {
+        let node = format!("{}/{name}", self.dir);
+        tracing::Span::current().record("node", node.as_str()).record("token", tracing::field::display(token));
+        self.node = Node::Created { name, token };
+    }
+
+    /// Creates the missing directory and its missing ancestors as CONTAINER nodes, which the
+    /// server deletes once they have been used and are empty again (as Curator does).
+    async fn make_parents(&self) -> Result<(), Error> {
+        let options = zk::CreateMode::Container.with_acls(self.session.acls());
+        let (client, dir) = (&self.client, self.dir.as_str());
+        resend(dir, || client.mkdir(dir, &options)).await
+    }
+
+    /// After a create whose reply was lost: finds the node by our protected prefix and adopts
+    /// it if this session owns it. `None` means no node of ours exists, so create again.
+    async fn recover(&mut self) -> Result<Option<Vec<String>>, Error> {
+        let (client, dir) = (&self.client, self.dir.as_str());
+        let Some((children, stat)) = resend(dir, || synced_children(client, dir)).await? else {
+            self.node = Node::Unsent;
+            return Ok(None);
+        };
+        let own = client.session_id().0;
+        for child in children.iter().filter(|c| c.starts_with(&self.prefix)) {
+            let path = format!("{dir}/{child}");
+            let owner = resend(&path, || client.check_stat(&path)).await?.map(|s| s.ephemeral_owner);
+            // CURATOR-604: a node of an earlier session may still be listed; never adopt it.
+            if owner == Some(own) {
+                let sequence = match parse(child) {
+                    Parsed::Contender(contender) => contender.sequence,
+                    Parsed::Wrapped | Parsed::Foreign => {
+                        return Err(Error::SequenceOverflow { path: self.dir.clone(), child: child.clone() });
+                    }
+                };
+                tracing::debug!(child, "the create ran before the connection loss; adopting its node");
+                let token = FencingToken::new(epoch(&stat), sequence);
+                self.created(child.clone(), token);
+                return Ok(Some(children));
+            }
+        }
+        // Nothing of ours: the create never ran. A new prefix keeps a foreign node with the old
+        // prefix (should one exist) from ever being mistaken for ours.
+        tracing::debug!("create did not happen before the connection loss; creating again");
+        self.prefix = protected_prefix();
+        self.node = Node::Unsent;
+        Ok(None)
+    }
+
+    /// Whether the rule lets this attempt proceed now.
+    fn may_proceed(&self, children: &[String]) -> Result<bool, Error> {
+        let queue = self.queue(children)?;
+        let position = self.position(&queue)?;
+        Ok((self.rule)(queue.contenders(), position) == Decision::Proceed)
+    }
+
+    /// Waits until the rule lets this attempt proceed, watching only the node it depends on.
+    async fn wait(&mut self, mut children: Vec<String>) -> Result<(), Error> {
+        let mut last_position = None;
+        loop {
+            let queue = self.queue(&children)?;
+            let position = self.position(&queue)?;
+            self.remove_strays(&queue);
+            let ahead = match (self.rule)(queue.contenders(), position) {
+                Decision::Proceed => {
+                    tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
+                    return Ok(());
+                }
+                Decision::Wait { on } => format!("{}/{on}", self.dir),
+            };
+            if last_position != Some(position) {
+                tracing::debug!(position, waiting_on = %ahead, "queued");
+                last_position = Some(position);
+            }
+            drop(queue);
+            self.wait_for_change(&ahead).await?;
+            tracing::debug!(position, "list contenders");
+            children = self.list().await?;
+        }
+    }
+
+    fn queue<'c>(&self, children: &'c [String]) -> Result<Queue<'c>, Error> {
+        Queue::new(children).map_err(|WrappedChild(child)| Error::SequenceOverflow { path: self.dir.clone(), child })
+    }
+
+    fn position(&self, queue: &Queue<'_>) -> Result<usize, Error> {
+        let Node::Created { name, .. } = &self.node else {
+            unreachable!("positions are looked up only after the create succeeded")
+        };
+        queue
+            .position(name)
+            .ok_or_else(|| Error::Lost { node: format!("{}/{name}", self.dir), reason: LossReason::NodeDeleted })
+    }
+
+    /// A second node with our prefix can only be a create of this attempt that the server ran
+    /// after we had given it up for lost; one acquisition never keeps two nodes.
+    fn remove_strays(&self, queue: &Queue<'_>) {
+        let Node::Created { name, .. } = &self.node else { return };
+        for stray in queue.contenders().iter().filter(|c| c.name.starts_with(&self.prefix) && c.name != name) {
+            tracing::warn!(stray = stray.name, "deleting a duplicate node of this acquisition");
+            Target::Node(format!("{}/{}", self.dir, stray.name)).schedule(self.session, self.generation);
+        }
+    }
+
+    /// Returns once `path` changed or is gone.
+    async fn wait_for_change(&self, path: &str) -> Result<(), Error> {
+        let client = &self.client;
+        // A data watch, not an exists watch: on a node that is already gone it leaves no watch
+        // behind (Curator TN9).
+        let watch = || async move {
+            match client.get_and_watch_data(path).await {
+                Ok((_, _, watcher)) => Ok(Some(watcher)),
+                Err(zk::Error::NoNode) => Ok(None),
+                Err(err) => Err(err),
+            }
+        };
+        let Some(watcher) = resend(path, watch).await? else { return Ok(()) };
+        let event = watcher.changed().await;
+        match (event.event_type, event.session_state) {
+            (zk::EventType::Session, zk::SessionState::Expired) => Err(Error::SessionExpired),
+            (zk::EventType::Session, zk::SessionState::Closed) => Err(Error::SessionClosed),
+            (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, Error> {
+        resend(&self.dir, || self.client.list_children(&self.dir)).await
+    }
+
+    async fn list_with_stat(&self) -> Result<(Vec<String>, zk::Stat), Error> {
+        resend(&self.dir, || self.client.get_children(&self.dir)).await
+    }
+
+    /// The acquisition succeeded: the node now belongs to a holder.
+    fn into_holding(mut self) -> Holding {
+        let Node::Created { name, token } = std::mem::replace(&mut self.node, Node::Unsent) else {
+            unreachable!("an attempt proceeds only after its create succeeded")
+        };
+        let node = format!("{}/{name}", self.dir);
+        tracing::info!(
+            %node, %token, session_id = %self.client.session_id(),
+            waited_ms = self.started.elapsed().as_millis() as u64, "acquired"
+        );
+        Holding::new(self.session.clone(), self.generation, node, token)
+    }
+
+    /// Gives up without waiting for the cleanup.
+    fn abandon(self) {
+        // Drop schedules the cleanup.
+    }
+
+    /// Gives up and deletes the node before returning (in the background if that fails).
+    async fn withdraw(mut self) {
+        let target = self.cleanup_target();
+        if let Some(target) = target {
+            match target.delete(&self.client).await {
+                Ok(_) | Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => self.node = Node::Unsent,
+                Err(err) => tracing::warn!(error = %err, "withdrawing failed; retrying in the background"),
+            }
+        }
+    }
+
+    fn cleanup_target(&self) -> Option<Target> {
+        match &self.node {
+            Node::Unsent => None,
+            Node::Sent => Some(Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() }),
+            Node::Created { name, .. } => Some(Target::Node(format!("{}/{name}", self.dir))),
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some(target) = self.cleanup_target() {
+            target.schedule(self.session, self.generation);
+        }
+    }
+}
+
+/// Curator's protected-name prefix: `_c_` and a random UUID, then `-`.
+fn protected_prefix() -> String {
+    format!("_c_{}-", uuid::Uuid::new_v4())
+}
+
+/// A directory's epoch for fencing tokens: its `czxid`, which a recreated directory exceeds.
+fn epoch(dir: &zk::Stat) -> u64 {
+    // A zxid is (leader epoch << 32 | counter), both non-negative.
+    dir.czxid as u64
+}
+
+/// Sends a request again after transient failures (connection loss, throttling). The client
+/// holds requests while it reconnects and expires the session itself after 7/5 of the session
+/// timeout without an answer, which ends the retries.
+async fn resend<T, F, Fut>(path: &str, request: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, zk::Error>>,
+{
+    let pause = ConstantBuilder::default().with_delay(RESEND_PAUSE).without_max_times();
+    request.retry(pause).when(is_transient).await.map_err(|err| Error::zk(path, err))
+}

@@ -1,0 +1,227 @@
+//! The task behind a [`Session`](super::Session): follows the client's state, proves liveness
+//! with heartbeats, runs background jobs, and establishes a new ZooKeeper session after expiry.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use zookeeper_client as zk;
+
+use super::{Background, SessionState, Shared};
+use crate::error::Error;
+
+/// Heartbeats per session timeout. Above the client's own ping rate (one per 3/20 of the
+/// timeout when idle), so the heartbeats replace the pings rather than add to them.
+const HEARTBEATS_PER_TIMEOUT: u32 = 8;
+
+/// Everything needed to establish a ZooKeeper session, again after expiry.
+#[derive(Debug)]
+pub(super) struct ConnectConfig {
+    pub(super) servers: String,
+    pub(super) session_timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) liveness_margin: Duration,
+    pub(super) digest: Option<(String, String)>,
+    pub(super) acls: Vec<zk::Acl>,
+}
+
+impl ConnectConfig {
+    /// Establishes a new ZooKeeper session, within the connect timeout.
+    pub(super) async fn connect(&self) -> Result<zk::Client, Error> {
+        let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
+        if let Some((user, password)) = &self.digest {
+            connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
+        }
+        let unreachable = || Error::Unreachable { servers: self.servers.clone(), timeout: self.connect_timeout };
+        match tokio::time::timeout(self.connect_timeout, connector.connect(&self.servers)).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(zk::Error::BadArguments(reason))) => {
+                Err(Error::InvalidServers { servers: self.servers.clone(), reason: reason.to_string() })
+            }
+            Ok(Err(zk::Error::Timeout | zk::Error::NoHosts | zk::Error::ConnectionLoss)) | Err(_) => Err(unreachable()),
+            Ok(Err(err)) => Err(Error::zk("/", err)),
+        }
+    }
+
+    /// How long after a request's send time the server provably keeps the session: the
+    /// session timeout, less 2 % for clock-rate differences, less the configured margin.
+    pub(super) fn proof_window(&self, timeout: Duration) -> Duration {
+        timeout.saturating_sub(timeout / 50 + self.liveness_margin)
+    }
+
+    pub(super) fn acls(&self) -> zk::Acls<'_> {
+        zk::Acls::new(&self.acls)
+    }
+}
+
+/// Why serving one ZooKeeper session ended.
+enum End {
+    /// `Session::close`, or every handle dropped.
+    Closing,
+    /// The ZooKeeper session expired (or the client closed unexpectedly): start a new one.
+    Expired,
+    /// The server rejected the credentials; another session would be rejected too.
+    Rejected,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Option<zk::Stat>, zk::Error>> + Send>>;
+
+/// An outstanding heartbeat request and when it was sent.
+struct Heartbeat {
+    sent: Instant,
+    answer: Answer,
+}
+
+pub(super) struct Driver {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedReceiver<Background>,
+    closer: watch::Receiver<bool>,
+    running: JoinSet<()>,
+}
+
+impl Driver {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        requests: mpsc::UnboundedReceiver<Background>,
+        closer: watch::Receiver<bool>,
+    ) -> Self {
+        Self { shared, requests, closer, running: JoinSet::new() }
+    }
+
+    pub(super) async fn run(mut self, mut client: zk::Client) {
+        let mut generation = 1;
+        loop {
+            let end = self.serve(&client, generation).await;
+            // Jobs of an ended ZooKeeper session have nothing left to do: its nodes are gone.
+            self.running.abort_all();
+            match end {
+                End::Closing => break,
+                End::Rejected => {
+                    tracing::error!(servers = %self.shared.config.servers, "credentials rejected; session closed");
+                    self.shared.publish(SessionState::Closed, generation, None);
+                    return;
+                }
+                End::Expired => {
+                    self.shared.publish(SessionState::Lost, generation, None);
+                    let Some((next, started)) = self.reconnect().await else {
+                        self.shared.publish(SessionState::Closed, generation, None);
+                        return;
+                    };
+                    generation += 1;
+                    self.shared.prove(generation, started, next.session_timeout());
+                    self.shared.publish(SessionState::Connected, generation, Some(next.clone()));
+                    client = next;
+                }
+            }
+        }
+        self.close(client, generation).await;
+    }
+
+    async fn serve(&mut self, client: &zk::Client, generation: u64) -> End {
+        let timeout = client.session_timeout();
+        let mut states = client.state_watcher();
+        let mut beats = tokio::time::interval(timeout / HEARTBEATS_PER_TIMEOUT);
+        beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut beat: Option<Heartbeat> = None;
+        let mut state = client.state();
+        loop {
+            match state {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    self.publish_if_changed(SessionState::Connected, generation, client)
+                }
+                zk::SessionState::Disconnected => self.publish_if_changed(SessionState::Suspended, generation, client),
+                zk::SessionState::Expired | zk::SessionState::Closed => return End::Expired,
+                zk::SessionState::AuthFailed => return End::Rejected,
+            }
+            tokio::select! {
+                biased;
+                closing = self.closer.changed() => {
+                    if closing.is_err() || *self.closer.borrow() {
+                        return End::Closing;
+                    }
+                }
+                next = states.changed() => state = next,
+                (sent, answer) = answered(&mut beat) => {
+                    beat = None;
+                    if answer.is_ok() {
+                        self.shared.prove(generation, sent, timeout);
+                    }
+                }
+                _ = beats.tick(), if beat.is_none() => {
+                    // Any answered request proves the server heard from us; "/" always exists.
+                    beat = Some(Heartbeat { sent: Instant::now(), answer: Box::pin(client.check_stat("/")) });
+                }
+                request = self.requests.recv() => match request {
+                    None => return End::Closing,
+                    Some(request) if request.generation == generation => {
+                        self.running.spawn((request.job)(client.clone()));
+                    }
+                    // Meant for an ended ZooKeeper session, whose nodes are gone with it.
+                    Some(_) => {}
+                },
+                Some(_) = self.running.join_next() => {}
+            }
+        }
+    }
+
+    fn publish_if_changed(&self, state: SessionState, generation: u64, client: &zk::Client) {
+        let current = self.shared.status.borrow().state;
+        if current != state {
+            self.shared.publish(state, generation, Some(client.clone()));
+        }
+    }
+
+    /// Establishes a new ZooKeeper session with exponential backoff, until it succeeds, the
+    /// credentials are rejected, or the session is closed.
+    async fn reconnect(&mut self) -> Option<(zk::Client, Instant)> {
+        let shared = self.shared.clone();
+        let attempt = || async {
+            let started = Instant::now();
+            shared.config.connect().await.map(|client| (client, started))
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times();
+        let retrying = attempt
+            .retry(backoff)
+            .when(|err| !matches!(err, Error::AuthFailed | Error::InvalidServers { .. }))
+            .notify(|err, delay| tracing::warn!(error = %err, retry_in = ?delay, "no new ZooKeeper session yet"));
+        tokio::select! {
+            connected = retrying => connected.inspect_err(|err| tracing::error!(error = %err, "giving up")).ok(),
+            _ = self.closer.wait_for(|closing| *closing) => None,
+        }
+    }
+
+    /// Closes the ZooKeeper session and waits (within the connect timeout) until the client
+    /// confirms, which happens once no clone of the client is left.
+    async fn close(mut self, client: zk::Client, generation: u64) {
+        let mut states = client.state_watcher();
+        self.running.shutdown().await;
+        self.shared.publish(SessionState::Closed, generation, None);
+        drop(client);
+        let confirmed = async {
+            let mut state = states.state();
+            while !state.is_terminated() {
+                state = states.changed().await;
+            }
+        };
+        if tokio::time::timeout(self.shared.config.connect_timeout, confirmed).await.is_err() {
+            tracing::warn!("session close not confirmed: a request still holds the client");
+        }
+    }
+}
+
+/// Resolves when the outstanding heartbeat is answered; never while there is none.
+async fn answered(beat: &mut Option<Heartbeat>) -> (Instant, Result<Option<zk::Stat>, zk::Error>) {
+    match beat {
+        Some(beat) => (beat.sent, beat.answer.as_mut().await),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,446 @@
+//! [`Session`]: one ZooKeeper session shared by any number of recipes, its states, the proof
+//! that it is still alive, and a fresh ZooKeeper session after expiry.
+
+mod driver;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use self::driver::{ConnectConfig, Driver};
+use crate::error::Error;
+
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state of a [`Session`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Connected to a server; the ZooKeeper session is alive.
+    Connected,
+    /// The connection dropped. The ZooKeeper session may still be alive, and the client is
+    /// reconnecting; holders should pause work that needs the lock until `Connected` again,
+    /// and must stop when their guard's `lost()` resolves.
+    Suspended,
+    /// The ZooKeeper session expired: every node it owned is gone. The `Session` is
+    /// establishing a new ZooKeeper session, with backoff; it becomes `Connected` again then.
+    Lost,
+    /// The session was closed ([`Session::close`], every handle dropped, or credentials
+    /// rejected). Final.
+    Closed,
+}
+
+/// Work for the session's task, given the client of the ZooKeeper session it belongs to.
+pub(crate) type Job = Box<dyn FnOnce(zk::Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A [`Job`] and the generation of the ZooKeeper session it must run in.
+pub(crate) struct Background {
+    generation: u64,
+    job: Job,
+}
+
+/// What the driver publishes on every state change.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub(crate) state: SessionState,
+    /// Increases with every new ZooKeeper session; what a node was created under.
+    pub(crate) generation: u64,
+    pub(crate) client: Option<zk::Client>,
+}
+
+/// The latest moment until which the server provably keeps the session of a generation.
+#[derive(Debug, Clone, Copy)]
+struct Proof {
+    generation: u64,
+    until: Instant,
+}
+
+/// State shared by the handles and the driver task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: ConnectConfig,
+    status: watch::Sender<Status>,
+    proof: StdMutex<Proof>,
+}
+
+impl Shared {
+    fn publish(&self, state: SessionState, generation: u64, client: Option<zk::Client>) {
+        let id = client.as_ref().map(|c| c.session_id());
+        tracing::info!(servers = %self.config.servers, ?state, generation, session_id = ?id, "session state");
+        self.status.send_replace(Status { state, generation, client });
+    }
+
+    /// Extends what is proven for `generation`: the server heard from us at `sent`, so it keeps
+    /// the session at least until `sent` plus the session timeout (less the safety margin).
+    fn prove(&self, generation: u64, sent: Instant, timeout: Duration) {
+        let until = sent + self.config.proof_window(timeout);
+        let mut proof = self.proof.lock().unwrap_or_else(|e| e.into_inner());
+        if proof.generation < generation || (proof.generation == generation && until > proof.until) {
+            *proof = Proof { generation, until };
+        }
+    }
+}
+
+/// One ZooKeeper session, shared by any number of recipes (cheap to clone).
+///
+/// A `Session` wraps a [`zookeeper_client::Client`] and adds what coordination recipes need:
+///
+/// - **States** ([`SessionState`]): connected, suspended (connection dropped, the session may
+///   live), lost (expired), closed — see [`states`](Session::states).
+/// - **A proof of liveness.** The session sends a small request every 1/8 of the session
+///   timeout and remembers the send time of the last one the server answered. The server heard
+///   from the session no earlier than that, so it cannot expire the session before that time
+///   plus the session timeout. Guards use this bound to report a possible loss *before* the
+///   server can act on it, even while the connection is silent. See `recipes/mutex.md`.
+/// - **A fresh ZooKeeper session after expiry**, established with exponential backoff. What was
+///   held under the old session is reported lost; new acquisitions use the new session.
+/// - **Background cleanup**: contender nodes of dropped guards and cancelled acquisitions are
+///   deleted by a task of the session, retried until the delete succeeds or the session ends.
+///
+/// Dropping the last handle (and every guard made from it) closes the ZooKeeper session, which
+/// deletes every ephemeral node it owns.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_recipes::Error> {
+/// use std::time::Duration;
+/// use zk_recipes::Session;
+///
+/// let session = Session::builder()
+///     .session_timeout(Duration::from_secs(10))
+///     .connect_timeout(Duration::from_secs(5))
+///     .connect("zk1:2181,zk2:2181,zk3:2181")
+///     .await?;
+/// println!("session {:?} is {:?}", session.id(), session.state());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    jobs: mpsc::UnboundedSender<Background>,
+    /// Dropped with the last handle, which tells the driver to close the session.
+    closer: watch::Sender<bool>,
+    driver: StdMutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.inner.shared.status.borrow();
+        f.debug_struct("Session")
+            .field("servers", &self.inner.shared.config.servers)
+            .field("state", &status.state)
+            .field("id", &status.client.as_ref().map(|c| c.session_id()))
+            .finish()
+    }
+}
+
+impl Session {
+    /// Connects with default options: 10 s session timeout, 10 s connect timeout, no
+    /// credentials. See [`builder`](Session::builder) for more.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionBuilder::connect`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future abandons the attempt; a ZooKeeper session the server
+    /// may already have created is never used and expires on its own.
+    pub async fn connect(servers: &str) -> Result<Self, Error> {
+        Self::builder().connect(servers).await
+    }
+
+    /// Starts building a session with non-default options.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        self.inner.shared.status.borrow().state
+    }
+
+    /// The current ZooKeeper session id, if connected or suspended.
+    pub fn id(&self) -> Option<zk::SessionId> {
+        self.inner.shared.status.borrow().client.as_ref().map(|c| c.session_id())
+    }
+
+    /// The negotiated session timeout of the current ZooKeeper session.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.inner.shared.status.borrow().client.as_ref().map(|c| c.session_timeout())
+    }
+
+    /// A receiver of state changes.
+    ///
+    /// ```no_run
+    /// # async fn example(session: zk_recipes::Session) {
+    /// use zk_recipes::SessionState;
+    ///
+    /// let mut states = session.states();
+    /// while states.changed().await != SessionState::Closed {
+    ///     println!("session is now {:?}", states.current());
+    /// }
+    /// # }
+    /// ```
+    pub fn states(&self) -> SessionStates {
+        SessionStates { receiver: self.inner.shared.status.subscribe() }
+    }
+
+    /// The underlying `zookeeper-client` client of the current ZooKeeper session, for requests
+    /// of your own (it is cheap to clone). Waits up to the connect timeout while a new session
+    /// is being established after expiry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unreachable`] if no session is established within the connect timeout;
+    /// [`Error::SessionClosed`] after [`close`](Session::close).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn client(&self) -> Result<zk::Client, Error> {
+        self.current().await.map(|(client, _)| client)
+    }
+
+    /// Closes the ZooKeeper session: the server deletes every ephemeral node it owns, so every
+    /// lock held through it is released, and every guard's `lost()` resolves. Affects all
+    /// clones of this handle. Returns once the server confirmed, or after the connect timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close proceeds in the background if the future is dropped.
+    pub async fn close(self) {
+        self.inner.closer.send_replace(true);
+        let driver = self.inner.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(driver) = driver {
+            let bound = self.inner.shared.config.connect_timeout * 2;
+            let _ = tokio::time::timeout(bound, driver).await;
+        }
+    }
+
+    /// The client and generation to start a new operation with.
+    pub(crate) async fn current(&self) -> Result<(zk::Client, u64), Error> {
+        let shared = &self.inner.shared;
+        let mut status = shared.status.subscribe();
+        let wait = status.wait_for(|s| s.client.is_some() || s.state == SessionState::Closed);
+        match tokio::time::timeout(shared.config.connect_timeout, wait).await {
+            Ok(Ok(status)) => match &status.client {
+                Some(client) => Ok((client.clone(), status.generation)),
+                None => Err(Error::SessionClosed),
+            },
+            // The driver only stops after publishing `Closed`.
+            Ok(Err(_)) => Err(Error::SessionClosed),
+            Err(_) => Err(Error::Unreachable {
+                servers: shared.config.servers.clone(),
+                timeout: shared.config.connect_timeout,
+            }),
+        }
+    }
+
+    /// The client of `generation`, if that ZooKeeper session is still the current one.
+    pub(crate) fn client_of(&self, generation: u64) -> Option<zk::Client> {
+        let status = self.inner.shared.status.borrow();
+        (status.generation == generation).then(|| status.client.clone()).flatten()
+    }
+
+    pub(crate) fn status(&self) -> watch::Receiver<Status> {
+        self.inner.shared.status.subscribe()
+    }
+
+    /// Until when the server provably keeps the ZooKeeper session of `generation`;
+    /// `None` once a newer session replaced it.
+    pub(crate) fn proven_until(&self, generation: u64) -> Option<Instant> {
+        let proof = *self.inner.shared.proof.lock().unwrap_or_else(|e| e.into_inner());
+        (proof.generation == generation).then_some(proof.until)
+    }
+
+    /// Runs `job` on the session's task if the ZooKeeper session of `generation` is still
+    /// the current one; never blocks and never panics, so `Drop` impls can use it.
+    pub(crate) fn in_background(&self, generation: u64, job: Job) {
+        // If the driver is gone, so is the ZooKeeper session, and with it its nodes.
+        let _ = self.inner.jobs.send(Background { generation, job });
+    }
+
+    /// The ACLs for nodes the recipes create.
+    pub(crate) fn acls(&self) -> zk::Acls<'_> {
+        self.inner.shared.config.acls()
+    }
+}
+
+/// Builds a [`Session`] with non-default options.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_recipes::Error> {
+/// use std::time::Duration;
+/// use zk_recipes::Session;
+///
+/// let session = Session::builder()
+///     .session_timeout(Duration::from_secs(6))
+///     .digest("payments", "s3cret")
+///     .connect("127.0.0.1:2181")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `connect` is awaited"]
+#[derive(Clone)]
+pub struct SessionBuilder {
+    session_timeout: Duration,
+    connect_timeout: Duration,
+    liveness_margin: Duration,
+    digest: Option<(String, String)>,
+    acls: Option<Vec<zk::Acl>>,
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        Self {
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            liveness_margin: Duration::ZERO,
+            digest: None,
+            acls: None,
+        }
+    }
+}
+
+impl fmt::Debug for SessionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionBuilder")
+            .field("session_timeout", &self.session_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("liveness_margin", &self.liveness_margin)
+            .field("digest_user", &self.digest.as_ref().map(|(user, _)| user))
+            .field("acls", &self.acls)
+            .finish()
+    }
+}
+
+impl SessionBuilder {
+    /// The session timeout to ask the server for (default 10 s). The server clamps it to
+    /// between 2 and 20 times its `tickTime`. A shorter timeout detects a dead holder sooner
+    /// but makes a holder lose its lock after shorter pauses.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long [`connect`](SessionBuilder::connect) (and waiting for a new session after
+    /// expiry) may take before failing with [`Error::Unreachable`] (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Digest credentials (`user:password`) to authenticate the session with.
+    pub fn digest(mut self, user: &str, password: &str) -> Self {
+        self.digest = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// ACLs for the nodes recipes create (default: open to anyone, as Curator does).
+    /// For example `zk::Acls::creator_all().to_vec()` with [`digest`](SessionBuilder::digest)
+    /// credentials keeps other users from deleting them.
+    pub fn acls(mut self, acls: Vec<zk::Acl>) -> Self {
+        self.acls = Some(acls);
+        self
+    }
+
+    /// Extra time subtracted from the liveness proof (default 0). A holder connected to a
+    /// follower that is cut off from the ZooKeeper leader keeps getting answers until the
+    /// follower notices, after up to `syncLimit × tickTime`, while the leader no longer hears
+    /// of the session; set this margin to that product to cover such a partition too. It must
+    /// stay below the session timeout.
+    pub fn liveness_margin(mut self, margin: Duration) -> Self {
+        self.liveness_margin = margin;
+        self
+    }
+
+    /// Connects to `servers`, a ZooKeeper connect string such as
+    /// `"zk1:2181,zk2:2181,zk3:2181"` (an optional `/chroot` suffix is allowed).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoServers`] if `servers` names no server;
+    /// - [`Error::InvalidServers`] if it cannot be parsed;
+    /// - [`Error::Unreachable`] if no session is established within the connect timeout;
+    /// - [`Error::AuthFailed`] if the server rejects the credentials.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future abandons the attempt; a ZooKeeper session the server
+    /// may already have created is never used and expires on its own.
+    pub async fn connect(self, servers: &str) -> Result<Session, Error> {
+        if servers.split(',').all(|s| s.trim().is_empty() || s.trim().starts_with('/')) {
+            return Err(Error::NoServers);
+        }
+        let config = ConnectConfig {
+            servers: servers.to_owned(),
+            session_timeout: self.session_timeout,
+            connect_timeout: self.connect_timeout,
+            liveness_margin: self.liveness_margin,
+            digest: self.digest,
+            acls: self.acls.unwrap_or_else(|| zk::Acls::anyone_all().to_vec()),
+        };
+        let started = Instant::now();
+        let client = config.connect().await?;
+        let timeout = client.session_timeout();
+        if config.liveness_margin >= timeout {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "the liveness margin {:?} must be below the negotiated session timeout {timeout:?}",
+                    config.liveness_margin
+                ),
+            });
+        }
+        let (status, _) = watch::channel(Status { state: SessionState::Connected, generation: 1, client: None });
+        let shared = Arc::new(Shared { config, status, proof: StdMutex::new(Proof { generation: 1, until: started }) });
+        shared.prove(1, started, timeout);
+        shared.publish(SessionState::Connected, 1, Some(client.clone()));
+        let (jobs, job_rx) = mpsc::unbounded_channel();
+        let (closer, closer_rx) = watch::channel(false);
+        let driver = tokio::spawn(Driver::new(shared.clone(), job_rx, closer_rx).run(client));
+        Ok(Session { inner: Arc::new(Inner { shared, jobs, closer, driver: StdMutex::new(Some(driver)) }) })
+    }
+}
+
+/// A receiver of [`SessionState`] changes, from [`Session::states`].
+///
+/// Like a `tokio::sync::watch` receiver it yields the latest state: a brief state between two
+/// checks can be skipped.
+#[derive(Debug, Clone)]
+pub struct SessionStates {
+    receiver: watch::Receiver<Status>,
+}
+
+impl SessionStates {
+    /// The latest state, marked as seen.
+    pub fn current(&mut self) -> SessionState {
+        self.receiver.borrow_and_update().state
+    }
+
+    /// Waits for a change after the last one seen and returns the new state. Returns
+    /// `Closed` at once when the session is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a change that arrives while the future is dropped is reported by the next
+    /// call.
+    pub async fn changed(&mut self) -> SessionState {
+        if self.receiver.borrow().state == SessionState::Closed || self.receiver.changed().await.is_err() {
+            return SessionState::Closed;
+        }
+        self.current()
+    }
+}
