@@ -1,0 +1,224 @@
+//! One ZooKeeper server: its files and ports ([`Member`]) and its running process
+//! ([`Process`]), which never outlives the test process.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::install::Installation;
+use super::{HarnessError, Mode};
+
+/// Runs the server under `sh` with a watchdog: the watchdog reads our pipe on its stdin and
+/// kills the server with SIGKILL when the pipe closes — when we drop the process handle, and
+/// also when the test process dies without unwinding (a panic with `abort`, a SIGKILL from a
+/// test runner's timeout). The server's pid goes to stdout; its output to the log file `$1`.
+const WATCHDOG: &str = r#"
+log=$1; shift
+exec 3<&0
+"$@" </dev/null >>"$log" 2>&1 &
+pid=$!
+echo "$pid"
+( while read -r _ <&3; do :; done; kill -9 "$pid" 2>/dev/null ) &
+dog=$!
+wait "$pid"; status=$?
+kill "$dog" 2>/dev/null
+exit "$status"
+"#;
+
+/// How long `stop` waits for a graceful exit before killing.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const FOUR_LETTER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The fixed part of a server: its number, files and ports.
+#[derive(Debug)]
+pub(super) struct Member {
+    /// ZooKeeper's `myid`, 1-based.
+    pub(super) id: usize,
+    pub(super) dir: PathBuf,
+    pub(super) client_port: u16,
+    pub(super) quorum_port: u16,
+    pub(super) election_port: u16,
+}
+
+impl Member {
+    pub(super) fn new(id: usize, dir: PathBuf) -> Result<Self, HarnessError> {
+        Ok(Self { id, dir, client_port: free_port()?, quorum_port: free_port()?, election_port: free_port()? })
+    }
+
+    pub(super) fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub(super) fn client_address(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port))
+    }
+
+    /// Writes `zoo.cfg` and `myid`; `peers` is every member of the ensemble (empty for a
+    /// standalone server).
+    pub(super) fn write_config(&self, peers: &[Member], settings: &[(String, String)]) -> Result<(), HarnessError> {
+        let data = self.dir.join("data");
+        fs::create_dir_all(&data).map_err(|e| HarnessError::io("creating a data directory", e))?;
+        let mut config = String::new();
+        let _ = writeln!(config, "dataDir={}", data.display());
+        let _ = writeln!(config, "clientPort={}\nclientPortAddress=127.0.0.1", self.client_port);
+        for (key, value) in settings {
+            let _ = writeln!(config, "{key}={value}");
+        }
+        for peer in peers {
+            let _ = writeln!(config, "server.{}=127.0.0.1:{}:{}", peer.id, peer.quorum_port, peer.election_port);
+        }
+        fs::write(self.dir.join("zoo.cfg"), config).map_err(|e| HarnessError::io("writing zoo.cfg", e))?;
+        fs::write(data.join("myid"), format!("{}\n", self.id)).map_err(|e| HarnessError::io("writing myid", e))
+    }
+
+    /// Starts the server process (it serves only later; see [`Member::wait_serving`]).
+    pub(super) fn spawn(&self, install: &Installation, jvm_args: &[String]) -> Result<Process, HarnessError> {
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("sh")
+            .arg(self.log_path())
+            .arg(&install.java)
+            .args(jvm_args)
+            .arg("-cp")
+            .arg(&install.classpath)
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| HarnessError::io("starting sh for a ZooKeeper server", e))?;
+        let stdin = wrapper.stdin.take();
+        let stdout = wrapper.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map_err(|e| HarnessError::io("reading the server's pid", e))?;
+        let pid = line.trim().parse::<i32>().map_err(|_| HarnessError::NotServing {
+            member: self.id - 1,
+            after: Duration::ZERO,
+            log: self.log_path(),
+            tail: format!("the wrapper printed {line:?} instead of a pid"),
+        })?;
+        Ok(Process { wrapper, watchdog: stdin, pid: Pid::from_raw(pid) })
+    }
+
+    /// Waits until the server answers `srvr` with its mode (it serves clients then).
+    pub(super) async fn wait_serving(&self, process: &mut Process, timeout: Duration) -> Result<Mode, HarnessError> {
+        let started = Instant::now();
+        loop {
+            if !process.is_running() {
+                return Err(self.not_serving(started.elapsed(), "the process exited"));
+            }
+            if let Ok(answer) = four_letter(self.client_address(), "srvr").await
+                && let Some(mode) = Mode::parse(&answer)
+            {
+                return Ok(mode);
+            }
+            if started.elapsed() > timeout {
+                return Err(self.not_serving(started.elapsed(), "timed out"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn not_serving(&self, after: Duration, why: &str) -> HarnessError {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        HarnessError::NotServing { member: self.id - 1, after, log: self.log_path(), tail: format!("({why})\n{tail}") }
+    }
+}
+
+/// A running server process (through its watchdog wrapper).
+#[derive(Debug)]
+pub(super) struct Process {
+    wrapper: Child,
+    /// Closing this pipe makes the watchdog kill the server.
+    watchdog: Option<ChildStdin>,
+    /// The server's own pid (the wrapper's child).
+    pid: Pid,
+}
+
+impl Process {
+    pub(super) fn pid(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
+    pub(super) fn is_running(&mut self) -> bool {
+        matches!(self.wrapper.try_wait(), Ok(None))
+    }
+
+    pub(super) fn signal(&mut self, signal: Signal) -> Result<(), HarnessError> {
+        // While the wrapper runs, it has not reaped the server, so the pid is still the server's.
+        if !self.is_running() {
+            return Err(HarnessError::NotRunning);
+        }
+        kill(self.pid, signal).map_err(|e| HarnessError::io("signalling the server", e.into()))
+    }
+
+    /// SIGTERM, then SIGKILL if the server has not exited within the grace period.
+    pub(super) async fn stop(mut self) {
+        if self.signal(Signal::SIGCONT).and_then(|()| self.signal(Signal::SIGTERM)).is_ok() {
+            let deadline = Instant::now() + STOP_GRACE;
+            while self.is_running() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Drop kills whatever is left.
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.is_running() {
+            // SIGKILL also ends a stopped (SIGSTOP) process.
+            let _ = kill(self.pid, Signal::SIGKILL);
+        }
+        drop(self.watchdog.take());
+        let _ = self.wrapper.wait();
+    }
+}
+
+/// Sends a four-letter-word command and returns the answer.
+pub(super) async fn four_letter(address: SocketAddr, command: &str) -> std::io::Result<String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(address).await?;
+        stream.write_all(command.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    };
+    tokio::time::timeout(FOUR_LETTER_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")))
+}
+
+/// A loopback port that is free now and not handed out before by this process, taken
+/// outside the kernel's range for outgoing connections (32768 and up on Linux), so that the
+/// many client connections of a test cannot take it before the server binds it.
+fn free_port() -> Result<u16, HarnessError> {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let port = 20_000 + (RandomState::new().hash_one(0u8) % 12_000) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::io("finding a free port", std::io::ErrorKind::AddrInUse.into()))
+}

@@ -1,0 +1,162 @@
+//! A fault-injecting TCP proxy on loopback, to put between a client and a server.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::HarnessError;
+
+/// What the proxy does to the traffic.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything both ways.
+    Pass,
+    /// Accept connections but forward nothing either way: the connection looks open and
+    /// stays silent, like a partition or a frozen peer.
+    Blackhole,
+    /// Forward client requests to the server but drop the server's replies: requests take
+    /// effect while the client never learns of it.
+    DropReplies,
+    /// Drop client requests; forward what the server sends.
+    DropRequests,
+    /// Close new connections at once; existing ones pass.
+    Refuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Reply,
+}
+
+impl Fault {
+    fn stalls(self) -> bool {
+        self == Fault::Blackhole
+    }
+
+    fn forwards(self, direction: Direction) -> bool {
+        match self {
+            Fault::Pass | Fault::Refuse => true,
+            Fault::Blackhole => false,
+            Fault::DropReplies => direction == Direction::Request,
+            Fault::DropRequests => direction == Direction::Reply,
+        }
+    }
+}
+
+/// A TCP proxy from a loopback port to `target`, whose [`Fault`] can be changed at any time.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use zk_recipes::testing::{Fault, Proxy, TestingCluster};
+///
+/// let cluster = TestingCluster::standalone().await?;
+/// let proxy = Proxy::start(cluster.address(0)).await?;
+/// let session = zk_recipes::Session::connect(&proxy.address().to_string()).await?;
+/// proxy.set_fault(Fault::Blackhole); // the session's connection goes silent
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Proxy {
+    address: SocketAddr,
+    fault: watch::Sender<Fault>,
+    accept: AbortHandle,
+    connections: Arc<std::sync::Mutex<JoinSet<()>>>,
+}
+
+impl Proxy {
+    /// Starts proxying from a new loopback port to `target`, passing everything.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Io`] if no port can be bound.
+    pub async fn start(target: SocketAddr) -> Result<Self, HarnessError> {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(|e| HarnessError::io("binding the proxy", e))?;
+        let address = listener.local_addr().map_err(|e| HarnessError::io("reading the proxy's address", e))?;
+        let (fault, _) = watch::channel(Fault::Pass);
+        let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+        let accept = tokio::spawn(accept(listener, target, fault.clone(), connections.clone())).abort_handle();
+        Ok(Self { address, fault, accept, connections })
+    }
+
+    /// The address clients connect to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Changes what happens to traffic, on existing connections too.
+    pub fn set_fault(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    /// Closes every open connection at once (the client sees its connection reset).
+    pub fn reset_connections(&self) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.reset_connections();
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    target: SocketAddr,
+    fault: watch::Sender<Fault>,
+    connections: Arc<std::sync::Mutex<JoinSet<()>>>,
+) {
+    while let Ok((client, _)) = listener.accept().await {
+        if *fault.borrow() == Fault::Refuse {
+            continue;
+        }
+        let fault = fault.subscribe();
+        let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(relay(client, target, fault));
+    }
+}
+
+async fn relay(client: TcpStream, target: SocketAddr, fault: watch::Receiver<Fault>) {
+    let Ok(server) = TcpStream::connect(target).await else { return };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    // Either direction ending ends the connection.
+    tokio::select! {
+        _ = pump(client_read, server_write, fault.clone(), Direction::Request) => {}
+        _ = pump(server_read, client_write, fault, Direction::Reply) => {}
+    }
+}
+
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut fault: watch::Receiver<Fault>,
+    direction: Direction,
+) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        if fault.wait_for(|f| !f.stalls()).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if fault.borrow().forwards(direction) && to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
