@@ -151,9 +151,10 @@ impl<'s> Attempt<'s> {
     /// reply: ZooKeeper runs one session's requests in order, so the list already contains our
     /// node, and an uncontended acquisition costs a single round trip.
     async fn enqueue(&mut self, data: &[u8]) -> Result<Vec<String>, Error> {
-        let path = format!("{}/{}{}", self.dir, self.prefix, self.marker);
         let mut missing_parents = 0;
         loop {
+            // Recovery may have changed the prefix.
+            let path = format!("{}/{}{}", self.dir, self.prefix, self.marker);
             // Mark the create as sent before sending it: from here on a drop must clean up.
             self.node = Node::Sent;
             let acls = self.session.acls();
@@ -221,6 +222,7 @@ impl<'s> Attempt<'s> {
     async fn recover(&mut self) -> Result<Option<Vec<String>>, Error> {
         let (client, dir) = (&self.client, self.dir.as_str());
         let Some((children, stat)) = resend(dir, || synced_children(client, dir)).await? else {
+            tracing::debug!("the create did not happen before the connection loss; creating again");
             self.node = Node::Unsent;
             return Ok(None);
         };
@@ -244,7 +246,7 @@ impl<'s> Attempt<'s> {
         }
         // Nothing of ours: the create never ran. A new prefix keeps a foreign node with the old
         // prefix (should one exist) from ever being mistaken for ours.
-        tracing::debug!("create did not happen before the connection loss; creating again");
+        tracing::debug!("the create did not happen before the connection loss; creating again");
         self.prefix = protected_prefix();
         self.node = Node::Unsent;
         Ok(None)

@@ -1,19 +1,75 @@
 //! Helpers shared by the integration tests. Every test starts its own real ZooKeeper.
 #![allow(dead_code, unreachable_pub)]
 
+use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zk_recipes::testing::TestingCluster;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use zk_recipes::testing::{Fault, Proxy, TestingCluster};
 use zk_recipes::{Session, zk};
 
-/// Logs from `RUST_LOG` (e.g. `RUST_LOG=zk_recipes=debug`), captured per test.
+/// Logs from `RUST_LOG` (e.g. `RUST_LOG=zk_recipes=debug`), captured per test, and a record
+/// of the library's own debug events for tests that count what it did.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_test_writer().with_filter(EnvFilter::from_default_env());
+    let recorder = Recorder.with_filter(Targets::new().with_target("zk_recipes", Level::DEBUG));
+    let _ = tracing_subscriber::registry().with(fmt).with(recorder).try_init();
+}
+
+/// One event the library emitted: its message and its other fields, as text.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Recorded {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+static EVENTS: Mutex<Vec<Recorded>> = Mutex::new(Vec::new());
+
+/// The events recorded so far with this message.
+pub fn recorded(message: &str) -> Vec<Recorded> {
+    EVENTS.lock().unwrap().iter().filter(|e| e.message == message).cloned().collect()
+}
+
+pub fn clear_recorded() {
+    EVENTS.lock().unwrap().clear();
+}
+
+struct Recorder;
+
+impl<S: Subscriber> Layer<S> for Recorder {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut visitor = Recorded { message: String::new(), fields: Vec::new() };
+        event.record(&mut visitor);
+        EVENTS.lock().unwrap().push(visitor);
+    }
+}
+
+impl Visit for Recorded {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_owned();
+        } else {
+            self.fields.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
 }
 
 /// A standalone server, or a panic that says how to install ZooKeeper.
@@ -57,6 +113,26 @@ pub async fn children_of(client: &zk::Client, path: &str, owner: zk::SessionId) 
         }
     }
     owned
+}
+
+/// Ends the ZooKeeper session of `session` from outside, as an expiry would: while the
+/// session's own client is kept away (its proxy refuses connections), a second client attaches
+/// to the same session (id and password) and closes it. ZooKeeper binds a session to one
+/// connection at a time, so without keeping the owner away the two would evict each other.
+pub async fn end_session_from_outside(session: &Session, proxy: &Proxy, connect: &str) {
+    let info = session.client().await.unwrap().session().clone();
+    proxy.set_fault(Fault::Refuse);
+    proxy.reset_connections();
+    let intruder = zk::Client::connector().with_session(info).connect(connect).await.expect("attach to the session");
+    let mut states = intruder.state_watcher();
+    drop(intruder); // dropping the last handle closes the ZooKeeper session
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while !states.state().is_terminated() {
+            states.changed().await;
+        }
+    });
+    closed.await.expect("the server confirms the close");
+    proxy.set_fault(Fault::Pass);
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.

@@ -1,0 +1,490 @@
+//! The mutex against real ZooKeeper: exclusion, FIFO order, no herd, cancellation, session
+//! loss, lost create replies and fencing tokens.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use common::{children, children_of, eventually, observer, recorded, session, standalone};
+use rand::RngExt;
+use tokio::time::Instant;
+use zk_recipes::testing::{Fault, Proxy};
+use zk_recipes::{Error, FencingToken, LossReason, Mutex, zk};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `_c_` + canonical UUID + `-lock-` + 10 digits: Curator's InterProcessMutex node name.
+fn is_curator_lock_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("_c_") else { return false };
+    let (uuid, sequence) = rest.split_at(36.min(rest.len()));
+    let hex_and_dashes = uuid.chars().enumerate().all(|(i, c)| match i {
+        8 | 13 | 18 | 23 => c == '-',
+        _ => c.is_ascii_hexdigit() && !c.is_ascii_uppercase(),
+    });
+    let sequence = sequence.strip_prefix("-lock-").unwrap_or("");
+    uuid.len() == 36 && hex_and_dashes && sequence.len() == 10 && sequence.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[tokio::test]
+async fn uncontended_lock_writes_a_curator_node_in_a_container_that_goes_away() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let session = session(&connect, TIMEOUT).await;
+    let observer = observer(&connect).await;
+    let mutex = Mutex::new(&session, "/app/locks/nightly").unwrap().with_data("host-a:42");
+
+    let guard = mutex.lock().await.unwrap();
+    let nodes = children(&observer, "/app/locks/nightly").await;
+    assert_eq!(nodes.len(), 1);
+    assert!(is_curator_lock_name(&nodes[0]), "{}", nodes[0]);
+    assert_eq!(guard.node(), format!("/app/locks/nightly/{}", nodes[0]));
+    let (data, stat) = observer.get_data(guard.node()).await.unwrap();
+    assert_eq!(data, b"host-a:42");
+    assert_eq!(stat.ephemeral_owner, session.id().unwrap().0, "the node is ephemeral and ours");
+    let (_, dir) = observer.get_children("/app/locks/nightly").await.unwrap();
+    assert_eq!(guard.token(), FencingToken::new(dir.czxid as u64, nodes[0][45..].parse().unwrap()));
+
+    guard.release().await.unwrap();
+    assert!(children(&observer, "/app/locks/nightly").await.is_empty());
+    // The parents are CONTAINER nodes: the server reaps them once empty (every second here).
+    eventually("the empty lock directories are reaped", PATIENCE, || async {
+        observer.check_stat("/app").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // And the next lock recreates them.
+    mutex.lock().await.unwrap().release().await.unwrap();
+}
+
+#[tokio::test]
+async fn try_lock_and_lock_timeout_leave_nothing_behind_when_the_lock_is_taken() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holder = session(&connect, TIMEOUT).await;
+    let other = session(&connect, TIMEOUT).await;
+    let observer = observer(&connect).await;
+    let path = "/try";
+    let guard = Mutex::new(&holder, path).unwrap().lock().await.unwrap();
+    let mutex = Mutex::new(&other, path).unwrap();
+
+    assert!(mutex.try_lock().await.unwrap().is_none());
+    let started = Instant::now();
+    let err = mutex.lock_timeout(Duration::from_millis(300)).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { ref path, .. } if path == "/try"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // lock_timeout withdraws before returning; try_lock's node goes in the background.
+    assert!(children_of(&observer, path, other.id().unwrap()).await.len() <= 1);
+    eventually("no node of the other session", PATIENCE, || async {
+        children_of(&observer, path, other.id().unwrap()).await.is_empty().then_some(())
+    })
+    .await;
+
+    guard.release().await.unwrap();
+    let taken = mutex.try_lock().await.unwrap().expect("free now");
+    assert_eq!(children(&observer, path).await.len(), 1);
+    drop(taken);
+}
+
+/// 8 contenders on separate sessions, 100 acquisitions each: never two holders, tokens
+/// strictly increase in acquisition order, and acquisition order is node order (FIFO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_contenders_are_mutually_exclusive_and_served_in_node_order() {
+    const CONTENDERS: usize = 8;
+    const ROUNDS: usize = 100;
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holders = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let log: Arc<StdMutex<Vec<(usize, FencingToken)>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for contender in 0..CONTENDERS {
+        let session = session(&connect, Duration::from_secs(6)).await;
+        let (holders, overlaps, log) = (holders.clone(), overlaps.clone(), log.clone());
+        tasks.spawn(async move {
+            let mutex = Mutex::new(&session, "/fair").unwrap();
+            for _ in 0..ROUNDS {
+                let guard = mutex.lock().await.unwrap();
+                if holders.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                log.lock().unwrap().push((contender, guard.token()));
+                tokio::task::yield_now().await;
+                holders.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two contenders held the lock at once");
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), CONTENDERS * ROUNDS);
+    for contender in 0..CONTENDERS {
+        assert_eq!(log.iter().filter(|(c, _)| *c == contender).count(), ROUNDS, "contender {contender}");
+    }
+    let tokens: Vec<FencingToken> = log.iter().map(|(_, t)| *t).collect();
+    // Every created node was acquired (nobody cancelled), so the sorted tokens are the node
+    // order; acquisition order must equal it.
+    let mut node_order = tokens.clone();
+    node_order.sort();
+    node_order.dedup();
+    assert_eq!(tokens, node_order, "acquisitions out of node order, or a repeated token");
+}
+
+/// 50 waiters queued behind a holder: each waits on its predecessor only, and one release
+/// makes exactly one waiter re-read the children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_release_wakes_exactly_one_waiter() {
+    const WAITERS: usize = 50;
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, Duration::from_secs(6)).await;
+    let mut guard = Some(Mutex::new(&holder, "/herd").unwrap().lock().await.unwrap());
+
+    let (acquired_tx, mut acquired) = tokio::sync::mpsc::unbounded_channel();
+    let (release_tx, _) = tokio::sync::broadcast::channel::<usize>(WAITERS);
+    let mut waiters = Vec::new();
+    for waiter in 0..WAITERS {
+        let session = session(&connect, Duration::from_secs(6)).await;
+        let (acquired_tx, mut release) = (acquired_tx.clone(), release_tx.subscribe());
+        waiters.push(tokio::spawn(async move {
+            let guard = Mutex::new(&session, "/herd").unwrap().lock().await.unwrap();
+            acquired_tx.send(waiter).unwrap();
+            while release.recv().await.unwrap() != waiter {}
+            guard.release().await.unwrap();
+        }));
+        // Queue strictly one after another, so that queue order is waiter order.
+        eventually("the waiter is queued", PATIENCE, || async {
+            (children(&observer, "/herd").await.len() == waiter + 2).then_some(())
+        })
+        .await;
+    }
+    // Every node but the last is watched by exactly one session (its successor), and nobody
+    // watches the directory's children.
+    let watches = eventually("every waiter watches", PATIENCE, || async {
+        let watches = cluster.four_letter(0, "wchp").await.unwrap();
+        (watches.lines().filter(|l| l.starts_with("/herd/")).count() == WAITERS).then_some(watches)
+    })
+    .await;
+    assert!(!watches.lines().any(|l| l.trim_end() == "/herd"), "a child watch on the directory:\n{watches}");
+    let mut watched_by = Vec::new();
+    for line in watches.lines() {
+        if line.starts_with('/') {
+            watched_by.push(0);
+        } else if line.trim().starts_with("0x") {
+            *watched_by.last_mut().unwrap() += 1;
+        }
+    }
+    assert!(watched_by.iter().all(|&n| n == 1), "a node watched by several sessions:\n{watches}");
+
+    for turn in 0..WAITERS {
+        common::clear_recorded();
+        match guard.take() {
+            Some(guard) => guard.release().await.unwrap(),
+            None => {
+                release_tx.send(turn - 1).unwrap();
+            }
+        }
+        let next = tokio::time::timeout(PATIENCE, acquired.recv()).await.unwrap().unwrap();
+        assert_eq!(next, turn, "the waiter queued next acquires next");
+        // Give any other woken waiter time to show itself.
+        tokio::time::sleep(Duration::from_millis(if turn < 3 { 300 } else { 20 })).await;
+        assert_eq!(recorded("list contenders").len(), 1, "turn {turn}: one release, one re-read");
+    }
+    release_tx.send(WAITERS - 1).unwrap();
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+}
+
+/// 200 acquisitions dropped at random points, before and after their create returns: no node
+/// of the session remains, and another session then acquires at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_acquisitions_leave_no_nodes() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, Duration::from_secs(6)).await;
+    let guard = Mutex::new(&holder, "/cancel").unwrap().lock().await.unwrap();
+    let canceller = session(&connect, Duration::from_secs(6)).await;
+    let mutex = Mutex::new(&canceller, "/cancel").unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let mutex = mutex.clone();
+        // Zero: dropped right after the first poll sent the create; up to 5 ms: around the
+        // create's reply; 50 ms: surely queued behind the holder.
+        let after = match i % 3 {
+            0 => Duration::ZERO,
+            1 => Duration::from_micros(rand::rng().random_range(0..5_000)),
+            _ => Duration::from_millis(50),
+        };
+        tasks.spawn(async move { tokio::time::timeout(after, mutex.lock()).await.is_err() });
+    }
+    let mut cancelled = 0;
+    while let Some(timed_out) = tasks.join_next().await {
+        cancelled += usize::from(timed_out.unwrap());
+    }
+    assert_eq!(cancelled, 200, "the lock was held throughout, so every acquisition was cancelled");
+    let owner = canceller.id().unwrap();
+    eventually("no node of the cancelling session", PATIENCE, || async {
+        children_of(&observer, "/cancel", owner).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(children(&observer, "/cancel").await.len(), 1, "only the holder's node is left");
+    let scheduled = recorded("cleanup scheduled");
+    let by_prefix = scheduled.iter().filter(|e| e.field("target").is_some_and(|t| t.starts_with("Prefix"))).count();
+    let by_node = scheduled.iter().filter(|e| e.field("target").is_some_and(|t| t.starts_with("Node"))).count();
+    assert!(by_prefix > 0 && by_node > 0, "both kinds of cancellation: {by_prefix} before, {by_node} after the create");
+
+    guard.release().await.unwrap();
+    let other = session(&connect, TIMEOUT).await;
+    let taken = Mutex::new(&other, "/cancel").unwrap().try_lock().await.unwrap();
+    assert!(taken.is_some(), "another session acquires at once");
+}
+
+#[tokio::test]
+async fn an_expired_holder_learns_it_and_its_successor_gets_a_larger_token() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let holder = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let successor = session(&connect, TIMEOUT).await;
+    let guard = Mutex::new(&holder, "/expire").unwrap().lock().await.unwrap();
+    let lost = tokio::spawn(guard.lost());
+    let next = tokio::spawn({
+        let mutex = Mutex::new(&successor, "/expire").unwrap();
+        async move { mutex.lock().await }
+    });
+
+    common::end_session_from_outside(&holder, &proxy, &connect).await;
+    let reason = tokio::time::timeout(PATIENCE, lost).await.unwrap().unwrap();
+    assert_eq!(reason, LossReason::SessionExpired);
+    let next = tokio::time::timeout(PATIENCE, next).await.unwrap().unwrap().unwrap();
+    assert!(next.token() > guard.token(), "{} > {}", next.token(), guard.token());
+
+    let mut write = guard.fenced_write();
+    write.set_data("/expire", b"stale", None);
+    assert!(matches!(write.commit().await, Err(Error::Lost { reason: LossReason::SessionExpired, .. })));
+    assert!(matches!(guard.release().await, Err(Error::Lost { reason: LossReason::SessionExpired, .. })));
+    // The session carries on with a new ZooKeeper session.
+    let again = Mutex::new(&holder, "/expire").unwrap().lock_timeout(Duration::from_millis(200)).await;
+    assert!(matches!(again, Err(Error::Timeout { .. })), "{again:?}");
+}
+
+/// A holder whose connection goes silent knows it may have lost the lock no later than the
+/// moment the server can expire its session, so before any successor can hold it.
+#[tokio::test]
+async fn a_silent_holder_knows_it_lost_before_a_successor_can_hold() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let holder = session(&proxy.address().to_string(), TIMEOUT).await;
+    let successor = session(&connect, TIMEOUT).await;
+    let guard = Mutex::new(&holder, "/silent").unwrap().lock().await.unwrap();
+    let suspended = tokio::spawn(guard.suspended());
+    let mutex = Mutex::new(&successor, "/silent").unwrap();
+    let next = tokio::spawn(async move { mutex.lock().await });
+
+    let silenced = Instant::now();
+    proxy.set_fault(Fault::Blackhole);
+    let next = tokio::time::timeout(PATIENCE, next).await.unwrap().unwrap().unwrap();
+    let successor_held = silenced.elapsed();
+    // At the moment the successor holds, the old holder must already know.
+    let reason = tokio::time::timeout(Duration::ZERO, guard.lost()).await;
+    assert_eq!(reason, Ok(LossReason::Unconfirmed), "successor held after {successor_held:?}");
+    assert!(suspended.is_finished(), "the connection drop was noticed");
+    assert!(next.token() > guard.token());
+    let mut write = guard.fenced_write();
+    write.set_data("/silent", b"stale", None);
+    assert!(matches!(write.commit().await, Err(Error::Lost { reason: LossReason::Unconfirmed, .. })));
+
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    let released = guard.release().await;
+    assert!(matches!(released, Err(Error::Lost { .. })), "{released:?}");
+}
+
+#[tokio::test]
+async fn a_holder_whose_node_is_deleted_is_told_and_fenced_off() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holder = session(&connect, TIMEOUT).await;
+    let observer = observer(&connect).await;
+    let guard = Mutex::new(&holder, "/deleted").unwrap().lock().await.unwrap();
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    observer.create("/resource", b"v0", &options).await.unwrap();
+
+    let mut write = guard.fenced_write();
+    write.set_data("/resource", b"v1", None);
+    write.commit().await.unwrap();
+    assert_eq!(observer.get_data("/resource").await.unwrap().0, b"v1");
+
+    let lost = tokio::spawn(guard.lost());
+    observer.delete(guard.node(), None).await.unwrap();
+    assert_eq!(tokio::time::timeout(PATIENCE, lost).await.unwrap().unwrap(), LossReason::NodeDeleted);
+    let mut write = guard.fenced_write();
+    write.set_data("/resource", b"v2", None);
+    assert!(matches!(write.commit().await, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })));
+    assert_eq!(observer.get_data("/resource").await.unwrap().0, b"v1", "the fenced write was rejected");
+    assert!(matches!(guard.release().await, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })));
+}
+
+/// The create reached the server but its reply was lost: the node is found by its protected
+/// prefix and adopted — one node, no orphan.
+#[tokio::test]
+async fn a_lost_create_reply_is_recovered_without_a_duplicate_node() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let contender = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let mutex = Mutex::new(&contender, "/lost-reply").unwrap();
+    mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
+
+    proxy.set_fault(Fault::DropReplies);
+    let locking = tokio::spawn(async move { mutex.lock().await });
+    let created = eventually("the create took effect", PATIENCE, || async {
+        let nodes = children(&observer, "/lost-reply").await;
+        (!nodes.is_empty()).then_some(nodes)
+    })
+    .await;
+    assert!(!locking.is_finished(), "the reply was dropped, so the client cannot know yet");
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+
+    let guard = tokio::time::timeout(PATIENCE, locking).await.unwrap().unwrap().unwrap();
+    assert_eq!(children(&observer, "/lost-reply").await, created, "the node was adopted, not duplicated");
+    assert_eq!(guard.node(), format!("/lost-reply/{}", created[0]));
+    assert_eq!(recorded("the create ran before the connection loss; adopting its node").len(), 1);
+    guard.release().await.unwrap();
+    assert!(children(&observer, "/lost-reply").await.is_empty(), "no orphan");
+}
+
+/// The create never reached the server: nothing is found, and the node is created once.
+#[tokio::test]
+async fn a_lost_create_request_is_sent_again_once() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let contender = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let mutex = Mutex::new(&contender, "/lost-request").unwrap();
+    mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
+
+    proxy.set_fault(Fault::DropRequests);
+    let locking = tokio::spawn(async move { mutex.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(children(&observer, "/lost-request").await.is_empty());
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+
+    let guard = tokio::time::timeout(PATIENCE, locking).await.unwrap().unwrap().unwrap();
+    let nodes = children(&observer, "/lost-request").await;
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(guard.node(), format!("/lost-request/{}", nodes[0]));
+    assert!(!recorded("the create did not happen before the connection loss; creating again").is_empty());
+    guard.release().await.unwrap();
+}
+
+/// Tokens keep increasing when the lock directory is deleted (by hand or by the server's
+/// container reaper) and recreated, although the sequence counter starts again at 0.
+#[tokio::test]
+async fn tokens_keep_increasing_across_directory_recreation() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let session = session(&connect, TIMEOUT).await;
+    let observer = observer(&connect).await;
+    let mutex = Mutex::new(&session, "/recreated/lock").unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let guard = mutex.lock().await.unwrap();
+        tokens.push(guard.token());
+        guard.release().await.unwrap();
+    }
+    observer.delete("/recreated/lock", None).await.unwrap();
+    let guard = mutex.lock().await.unwrap();
+    tokens.push(guard.token());
+    guard.release().await.unwrap();
+    eventually("the container is reaped", PATIENCE, || async {
+        observer.check_stat("/recreated/lock").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let guard = mutex.lock().await.unwrap();
+    tokens.push(guard.token());
+    guard.release().await.unwrap();
+
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    assert_eq!(tokens[3].sequence(), 0, "the counter restarted with the directory: {tokens:?}");
+    assert!(tokens[3].epoch() > tokens[2].epoch() && tokens[4].epoch() > tokens[3].epoch());
+    let texts: Vec<String> = tokens.iter().map(ToString::to_string).collect();
+    assert!(texts.windows(2).all(|w| w[0] < w[1]), "the text form sorts in token order: {texts:?}");
+}
+
+#[tokio::test]
+async fn kazoo_named_nodes_count_as_contenders() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let session = session(&connect, TIMEOUT).await;
+    let kazoo = observer(&connect).await;
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    kazoo.create("/mixed", b"", &options).await.unwrap();
+    let sequential = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let (_, sequence) =
+        kazoo.create("/mixed/93166b2c6a1a4b6c9e3d1f0a2b4c6d8e__lock__", b"", &sequential).await.unwrap();
+    let kazoo_node = format!("/mixed/93166b2c6a1a4b6c9e3d1f0a2b4c6d8e__lock__{sequence}");
+    // A foreign child that is no contender is ignored.
+    kazoo.create("/mixed/config", b"", &options).await.unwrap();
+
+    let mutex = Mutex::new(&session, "/mixed").unwrap();
+    assert!(mutex.try_lock().await.unwrap().is_none(), "the kazoo holder is ahead");
+    let locking = tokio::spawn(async move { mutex.lock().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!locking.is_finished());
+    kazoo.delete(&kazoo_node, None).await.unwrap();
+    let guard = tokio::time::timeout(PATIENCE, locking).await.unwrap().unwrap().unwrap();
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn a_guard_dropped_outside_any_runtime_is_released_without_panicking() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (cluster, session, guard) = runtime.block_on(async {
+        let cluster = standalone().await;
+        let session = session(&cluster.connect_string(), TIMEOUT).await;
+        let guard = Mutex::new(&session, "/dropped").unwrap().lock().await.unwrap();
+        (cluster, session, guard)
+    });
+    let node = guard.node().to_owned();
+    // No runtime on this thread.
+    std::thread::spawn(move || drop(guard)).join().expect("dropping must not panic");
+    runtime.block_on(async {
+        let observer = observer(&cluster.connect_string()).await;
+        eventually("the dropped guard's node is deleted", PATIENCE, || async {
+            observer.check_stat(&node).await.unwrap().is_none().then_some(())
+        })
+        .await;
+        let taken = Mutex::new(&session, "/dropped").unwrap().try_lock().await.unwrap();
+        assert!(taken.is_some());
+    });
+}
+
+#[tokio::test]
+async fn distinct_paths_do_not_contend_and_one_session_holds_many_locks() {
+    let cluster = standalone().await;
+    let session = session(&cluster.connect_string(), TIMEOUT).await;
+    let mut guards = Vec::new();
+    for i in 0..20 {
+        guards.push(Mutex::new(&session, &format!("/many/{i}")).unwrap().lock().await.unwrap());
+    }
+    let nodes: HashSet<&str> = guards.iter().map(|g| g.node()).collect();
+    assert_eq!(nodes.len(), 20);
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+}
