@@ -1,0 +1,110 @@
+//! Bad input gets a typed error that says what is wrong, in bounded time, and loses nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{children, observer, session, standalone};
+use tokio::time::Instant;
+use zk_recipes::testing::{Fault, Proxy};
+use zk_recipes::{Error, Mutex, Session, zk};
+
+#[tokio::test]
+async fn bad_paths_are_rejected_with_the_reason() {
+    let cluster = standalone().await;
+    let session = session(&cluster.connect_string(), Duration::from_secs(4)).await;
+    let cases = [
+        ("", "empty"),
+        ("relative", "absolute"),
+        ("/trailing/", "must not end with '/'"),
+        ("/a//b", "empty segment"),
+        ("/a\0b", "NUL"),
+        ("/zookeeper/quota", "reserved for ZooKeeper"),
+        ("/", "root"),
+        ("/a/../b", "relative segments"),
+    ];
+    for (path, expected) in cases {
+        let err = Mutex::new(&session, path).unwrap_err();
+        assert!(matches!(&err, Error::InvalidPath { path: p, .. } if p == path), "{path:?}: {err:?}");
+        let message = err.to_string();
+        assert!(message.contains(expected), "{path:?}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_server_list_is_rejected_before_connecting() {
+    for servers in ["", " ", ",", "/chroot"] {
+        let err = Session::connect(servers).await.unwrap_err();
+        assert_eq!(err, Error::NoServers, "{servers:?}");
+        assert!(err.to_string().contains("127.0.0.1:2181"), "the message shows a valid example");
+    }
+}
+
+#[tokio::test]
+async fn an_unparsable_server_list_says_why() {
+    let err = Session::connect("127.0.0.1:notaport").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidServers { ref servers, .. } if servers == "127.0.0.1:notaport"), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreachable_servers_fail_within_the_connect_timeout() {
+    // Nothing listens on a port we bound and released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    // A blackhole accepts connections but never answers.
+    let cluster = standalone().await;
+    let silent = Proxy::start(cluster.address(0)).await.unwrap();
+    silent.set_fault(Fault::Blackhole);
+    for servers in [closed, silent.address().to_string()] {
+        let started = Instant::now();
+        let err = Session::builder().connect_timeout(Duration::from_secs(1)).connect(&servers).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, Error::Unreachable { .. }), "{servers}: {err:?}");
+        assert!(err.to_string().contains(&servers) && err.to_string().contains("1s"), "{err}");
+        assert!(took < Duration::from_secs(3), "{servers}: failed only after {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn missing_permission_is_a_typed_error_and_leaves_nothing() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let admin = Session::builder().digest("admin", "s3cret").connect(&connect).await.unwrap();
+    let client = admin.client().await.unwrap();
+    // Readable by anyone, writable by the admin only.
+    let mut acls = zk::Acls::creator_all().to_vec();
+    acls.extend(zk::Acls::anyone_read().iter().cloned());
+    let protected = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acls));
+    client.create("/protected", b"", &protected).await.unwrap();
+    client.create("/protected/existing", b"", &protected).await.unwrap();
+
+    let stranger = session(&connect, Duration::from_secs(4)).await;
+    // The lock directory cannot be created under /protected ...
+    let err = Mutex::new(&stranger, "/protected/new").unwrap().lock().await.unwrap_err();
+    assert_eq!(err, Error::NoAuth { path: "/protected/new".into() });
+    assert!(err.to_string().contains("ACL") && err.to_string().contains("SessionBuilder::digest"), "{err}");
+    // ... and no contender node in an existing directory.
+    let err = Mutex::new(&stranger, "/protected/existing").unwrap().lock().await.unwrap_err();
+    assert_eq!(err, Error::NoAuth { path: "/protected/existing".into() });
+    let observer = observer(&connect).await;
+    assert!(children(&observer, "/protected/existing").await.is_empty());
+    assert_eq!(children(&observer, "/protected").await, ["existing"]);
+}
+
+/// A lock attempt whose server goes away ends with an error in bounded time, not a hang.
+#[tokio::test]
+async fn a_wait_ends_when_the_server_is_gone_for_good() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holder = session(&connect, Duration::from_secs(2)).await;
+    let waiter = session(&connect, Duration::from_secs(2)).await;
+    let _guard = Mutex::new(&holder, "/gone").unwrap().lock().await.unwrap();
+    let mutex = Mutex::new(&waiter, "/gone").unwrap();
+    let waiting = tokio::spawn(async move { mutex.lock().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    cluster.kill(0).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(15), waiting).await.expect("never hangs").unwrap();
+    assert_eq!(result.unwrap_err(), Error::SessionExpired);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
