@@ -21,10 +21,11 @@ use super::{HarnessError, Mode};
 /// Runs the server under `sh` with a watchdog: the watchdog reads our pipe on its stdin and
 /// kills the server with SIGKILL when the pipe closes — when we drop the process handle, and
 /// also when the test process dies without unwinding (a panic with `abort`, a SIGKILL from a
-/// test runner's timeout). The server's pid goes to stdout; its output to the log file `$1`.
+/// test runner's timeout). The server's pid goes to stdout; its output, and the shell's own
+/// messages, to the log file `$1`.
 const WATCHDOG: &str = r#"
 log=$1; shift
-exec 3<&0
+exec 3<&0 2>>"$log"
 "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 echo "$pid"

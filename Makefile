@@ -1,0 +1,32 @@
+# The two commands of the README's quick start are `make demo` and `make test`; both install
+# what is missing first (Debian packages through apt, Rust tools through cargo).
+
+CARGO ?= cargo
+
+.PHONY: deps demo test lint doc unit bench
+
+deps:
+	@./.ci/install-deps
+
+## A local 3-node ZooKeeper ensemble, contenders taking FIFO turns, and a stale holder fenced off.
+demo: deps
+	$(CARGO) run --quiet --release --locked --example demo
+
+## Everything CI checks: formatting, lints, docs, and every test against real ZooKeeper.
+test: deps lint doc unit
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
+
+doc:
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --locked --no-deps --all-features
+
+unit:
+	$(CARGO) nextest run --locked --all-features --all-targets
+	$(CARGO) test --locked --all-features --doc
+
+## Latency against the raw ZooKeeper floor, in interleaved rounds (fsync on, then off).
+bench: deps
+	$(CARGO) run --quiet --release --locked --example bench
+	$(CARGO) run --quiet --release --locked --example bench -- --no-fsync
