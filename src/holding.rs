@@ -11,7 +11,7 @@ use zookeeper_client as zk;
 
 use crate::error::{Error, LossReason};
 use crate::queue::cleanup::{Target, is_transient};
-use crate::session::{Session, SessionState};
+use crate::session::{Session, SessionState, end_of};
 use crate::token::FencingToken;
 
 /// Pause before re-arming the watch on our node after a connection loss.
@@ -80,9 +80,12 @@ impl Holding {
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let earlier = *self.loss.get_or_init(|| LossReason::Released);
         let lost = |reason| Err(Error::Lost { node: self.node.clone(), reason });
-        let Some(client) = self.session.client_of(self.generation) else {
-            self.released = true;
-            return lost(LossReason::SessionExpired);
+        let client = match (self.session.ended(self.generation), self.session.client_of(self.generation)) {
+            (None, Some(client)) => client,
+            (ended, _) => {
+                self.released = true;
+                return lost(ended.unwrap_or(LossReason::SessionExpired));
+            }
         };
         let held = self.since.elapsed();
         let deleted = Target::Node(self.node.clone()).delete(&client).await;
@@ -112,6 +115,9 @@ impl Holding {
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
         let lost = |reason| Error::Lost { node: self.node.clone(), reason };
         if let Some(&reason) = self.loss.get() {
+            return Err(lost(reason));
+        }
+        if let Some(reason) = self.session.ended(self.generation) {
             return Err(lost(reason));
         }
         let client = self.session.client_of(self.generation).ok_or_else(|| lost(LossReason::SessionExpired))?;
@@ -161,16 +167,8 @@ impl LossWatch {
             if let Some(&reason) = self.loss.get() {
                 return reason;
             }
-            {
-                let status = status.borrow_and_update();
-                if status.generation != self.generation {
-                    return LossReason::SessionExpired;
-                }
-                match status.state {
-                    SessionState::Lost => return LossReason::SessionExpired,
-                    SessionState::Closed => return LossReason::SessionClosed,
-                    SessionState::Connected | SessionState::Suspended => {}
-                }
+            if let Some(reason) = end_of(&status.borrow_and_update(), self.generation) {
+                return reason;
             }
             let Some(deadline) = self.session.proven_until(self.generation) else {
                 return LossReason::SessionExpired;
@@ -275,10 +273,13 @@ impl<'h> FencedWrite<'h> {
     ///
     /// # Errors
     ///
-    /// - [`Error::Lost`] if the holder's node is gone, the session expired, or holding can no
-    ///   longer be proven (then nothing is sent);
-    /// - [`Error::ZooKeeper`] (or [`Error::NoAuth`]) if one of the operations fails; nothing is
-    ///   applied then either.
+    /// - [`Error::Lost`] if the holder's node is gone, the session expired or was closed, or
+    ///   holding can no longer be proven (then nothing is sent); nothing was applied;
+    /// - [`Error::ZooKeeper`] (or [`Error::NoAuth`]) if one of the operations fails; nothing was
+    ///   applied either;
+    /// - [`Error::ZooKeeper`] with [`zk::Error::ConnectionLoss`]: the outcome is **unknown** —
+    ///   the request may have committed before the connection dropped. Read the state back
+    ///   before retrying a write that is not idempotent.
     ///
     /// # Cancel safety
     ///
@@ -303,6 +304,9 @@ impl<'h> FencedWrite<'h> {
             Err(zk::CheckWriteError::CheckFailed { .. }) => Err(lost(LossReason::NodeDeleted)),
             Err(zk::CheckWriteError::RequestFailed { source: zk::Error::SessionExpired }) => {
                 Err(lost(LossReason::SessionExpired))
+            }
+            Err(zk::CheckWriteError::RequestFailed { source: zk::Error::ClientClosed }) => {
+                Err(lost(LossReason::SessionClosed))
             }
             Err(zk::CheckWriteError::RequestFailed { source }) => Err(Error::zk(holding.node(), source)),
             Err(zk::CheckWriteError::OperationFailed { index, source }) => {

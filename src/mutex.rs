@@ -5,8 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::error::{Error, LossReason};
 use crate::holding::{FencedWrite, Holding};
 use crate::path::validate_recipe_path;
@@ -85,7 +83,8 @@ impl Mutex {
     ///
     /// - [`Error::SessionExpired`] if the ZooKeeper session expired while waiting (call again:
     ///   the session re-establishes itself), [`Error::Unreachable`] if no session could be
-    ///   established within the connect timeout, [`Error::SessionClosed`] after close;
+    ///   established within the connect timeout, [`Error::SessionClosed`] if the session is or
+    ///   gets closed;
     /// - [`Error::NoAuth`] if an ACL forbids creating the node or its parents;
     /// - [`Error::Lost`] if someone deleted this contender's node while it waited;
     /// - [`Error::SequenceOverflow`] if the directory's sequence counter wrapped;
@@ -122,16 +121,16 @@ impl Mutex {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the time is up; the contender node has been deleted by then
-    /// (or, if the server could not be reached, is deleted in the background). Otherwise as
+    /// [`Error::Timeout`] when the time is up. The contender node has been deleted by then,
+    /// unless the connection is down or the delete takes over a second: then the call returns
+    /// anyway (at most a second late) and the node is deleted in the background. Otherwise as
     /// [`lock`](Mutex::lock).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: as [`lock`](Mutex::lock).
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard, Error> {
-        let deadline = Instant::now() + timeout;
-        let held = queue::acquire(&self.session, &self.spec(), Patience::Until(deadline)).await?;
+        let held = queue::acquire(&self.session, &self.spec(), Patience::For(timeout)).await?;
         Ok(self.guard(held.expect("a deadline ends in a timeout error, not in nothing")))
     }
 
@@ -216,10 +215,12 @@ impl MutexGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the lock had already been lost (the node was gone, the session
-    /// expired, or holding was unconfirmed for a while): work done under it may have overlapped
-    /// with another holder's. [`Error::ZooKeeper`] if the delete failed otherwise; the node is
-    /// then deleted in the background.
+    /// [`Error::Lost`] if the lock had already been lost — the node was gone, the session had
+    /// expired or was closed, or [`lost`](MutexGuard::lost) had reported a loss: work done under
+    /// it may have overlapped with another holder's. (A silence that ended with the same
+    /// ZooKeeper session answering again was no loss: the session, and with it the node, lived
+    /// on, so nobody else could hold the lock.) [`Error::ZooKeeper`] if the delete failed
+    /// otherwise; the node is then deleted in the background.
     ///
     /// # Cancel safety
     ///

@@ -73,7 +73,8 @@ async fn try_lock_and_lock_timeout_leave_nothing_behind_when_the_lock_is_taken()
     assert!(mutex.try_lock().await.unwrap().is_none());
     let started = Instant::now();
     let err = mutex.lock_timeout(Duration::from_millis(300)).await.unwrap_err();
-    assert!(matches!(err, Error::Timeout { ref path, .. } if path == "/try"), "{err:?}");
+    assert_eq!(err, Error::Timeout { path: "/try".into(), after: Duration::from_millis(300) });
+    assert!(err.to_string().contains("300ms"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
     // lock_timeout withdraws before returning; try_lock's node goes in the background.
     assert!(children_of(&observer, path, other.id().unwrap()).await.len() <= 1);
@@ -246,6 +247,39 @@ async fn cancelled_acquisitions_leave_no_nodes() {
     let other = session(&connect, TIMEOUT).await;
     let taken = Mutex::new(&other, "/cancel").unwrap().try_lock().await.unwrap();
     assert!(taken.is_some(), "another session acquires at once");
+}
+
+/// A timed wait on a silent connection returns close to its deadline, not after the client
+/// gives the session up; its node is deleted once the connection is back.
+#[tokio::test]
+async fn lock_timeout_returns_in_time_on_a_silent_connection() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, TIMEOUT).await;
+    let _guard = Mutex::new(&holder, "/late").unwrap().lock().await.unwrap();
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let waiter = session(&proxy.address().to_string(), Duration::from_secs(10)).await;
+    let mutex = Mutex::new(&waiter, "/late").unwrap();
+    let waiting = tokio::spawn(async move { mutex.lock_timeout(Duration::from_millis(500)).await });
+    eventually("the waiter is queued", PATIENCE, || async {
+        (children(&observer, "/late").await.len() == 2).then_some(())
+    })
+    .await;
+
+    let silenced = Instant::now();
+    proxy.set_fault(Fault::Blackhole);
+    let result = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap();
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    assert!(silenced.elapsed() < Duration::from_millis(2_000), "returned after {:?}", silenced.elapsed());
+    assert_eq!(children(&observer, "/late").await.len(), 2, "the delete could not get through yet");
+
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    eventually("the withdrawn node is deleted in the background", PATIENCE, || async {
+        (children(&observer, "/late").await.len() == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -85,11 +85,26 @@ async fn close_releases_everything_and_ends_the_session() {
     let guard = Mutex::new(&session, "/closing").unwrap().lock().await.unwrap();
     let lost = tokio::spawn(guard.lost());
     let mutex = Mutex::new(&session, "/closing").unwrap();
+    // A second acquisition on the same session waits behind the guard.
+    let waiting = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.lock().await }
+    });
+    eventually("the waiter is queued", PATIENCE, || async {
+        (children(&observer, "/closing").await.len() == 2).then_some(())
+    })
+    .await;
 
     session.clone().close().await;
     assert_eq!(session.state(), SessionState::Closed);
     assert_eq!(tokio::time::timeout(PATIENCE, lost).await.unwrap().unwrap(), LossReason::SessionClosed);
-    assert!(children(&observer, "/closing").await.is_empty(), "closing deleted the node at once");
+    let waited = tokio::time::timeout(PATIENCE, waiting).await.expect("the waiter ends").unwrap();
+    assert_eq!(waited.unwrap_err(), Error::SessionClosed);
+    assert!(children(&observer, "/closing").await.is_empty(), "closing deleted both nodes");
+    assert!(
+        matches!(guard.release().await, Err(Error::Lost { reason: LossReason::SessionClosed, .. })),
+        "releasing after close reports the close"
+    );
     assert_eq!(mutex.lock().await.unwrap_err(), Error::SessionClosed);
     assert_eq!(session.states().changed().await, SessionState::Closed, "never waits after close");
 }

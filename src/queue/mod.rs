@@ -20,7 +20,7 @@ use self::children::{Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, is_transient, synced_children};
 use crate::error::{Error, LossReason};
 use crate::holding::Holding;
-use crate::session::Session;
+use crate::session::{Session, SessionState};
 use crate::token::FencingToken;
 
 /// How often a create may meet a missing directory (reaped between our `mkdir` and create)
@@ -29,6 +29,9 @@ const MAX_PARENT_ATTEMPTS: usize = 5;
 /// Pause before resending a request that failed with a connection loss. The client holds
 /// requests while it reconnects, so this only keeps a failing connection from spinning.
 const RESEND_PAUSE: Duration = Duration::from_millis(20);
+/// How long a timed-out acquisition waits for its node's deletion before leaving it to the
+/// background cleanup and returning.
+const WITHDRAW_BOUND: Duration = Duration::from_secs(1);
 
 /// What a recipe contends for: a directory and the node name it writes there.
 pub(crate) struct Spec<'a> {
@@ -46,7 +49,7 @@ pub(crate) enum Patience {
     Forever,
     /// Take it only if the rule lets us proceed at once.
     None,
-    Until(Instant),
+    For(Duration),
 }
 
 /// Contends until `patience` runs out. `Ok(None)` only with [`Patience::None`] when another
@@ -65,9 +68,9 @@ pub(crate) async fn acquire(session: &Session, spec: &Spec<'_>, patience: Patien
     let mut attempt = None;
     let contend = contend(session, spec, patience, &mut attempt);
     let outcome = match patience {
-        Patience::Until(deadline) => match tokio::time::timeout_at(deadline, contend).instrument(span.clone()).await {
+        Patience::For(allowed) => match tokio::time::timeout(allowed, contend).instrument(span.clone()).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(Error::Timeout { path: spec.dir.to_owned(), after: deadline.elapsed() }),
+            Err(_) => Err(Error::Timeout { path: spec.dir.to_owned(), after: allowed }),
         },
         Patience::Forever | Patience::None => contend.instrument(span.clone()).await,
     };
@@ -100,7 +103,7 @@ async fn contend<'s>(
     let children = attempt.enqueue(spec.data).await?;
     match patience {
         Patience::None => attempt.may_proceed(&children),
-        Patience::Forever | Patience::Until(_) => attempt.wait(children).await.map(|()| true),
+        Patience::Forever | Patience::For(_) => attempt.wait(children).await.map(|()| true),
     }
 }
 
@@ -111,8 +114,8 @@ enum Node {
     Unsent,
     /// A create was sent and its outcome is unknown: clean up by name prefix.
     Sent,
-    /// The node exists with this name and token.
-    Created { name: String, token: FencingToken },
+    /// The node exists with this name.
+    Created { name: String },
 }
 
 /// One acquisition in progress. Dropping it before [`Attempt::into_holding`] deletes whatever
@@ -127,6 +130,8 @@ struct Attempt<'s> {
     /// Curator's protected prefix `_c_<uuid>-`, which lets a lost create be found again.
     prefix: String,
     node: Node,
+    /// Known once the node exists and the directory's epoch has been read.
+    token: Option<FencingToken>,
     started: Instant,
 }
 
@@ -141,6 +146,7 @@ impl<'s> Attempt<'s> {
             rule: spec.rule,
             prefix: protected_prefix(),
             node: Node::Unsent,
+            token: None,
             started: Instant::now(),
         }
     }
@@ -168,7 +174,9 @@ impl<'s> Attempt<'s> {
                         let child = format!("{}{}{sequence}", self.prefix, self.marker);
                         return Err(Error::SequenceOverflow { path: self.dir.clone(), child });
                     };
-                    let name = format!("{}{}{sequence:010}", self.prefix, self.marker);
+                    // Name the node before anything else can fail, so that a drop deletes it by
+                    // name (a search by prefix would need to list the directory).
+                    self.node = Node::Created { name: format!("{}{}{sequence:010}", self.prefix, self.marker) };
                     let (children, dir) = match listed {
                         Ok(listed) => listed,
                         // The reply to the create arrived, so our node exists and keeps the
@@ -176,7 +184,7 @@ impl<'s> Attempt<'s> {
                         Err(err) if is_transient(&err) => self.list_with_stat().await?,
                         Err(err) => return Err(Error::zk(&self.dir, err)),
                     };
-                    self.created(name, FencingToken::new(epoch(&dir), sequence));
+                    self.tokenize(FencingToken::new(epoch(&dir), sequence));
                     return Ok(children);
                 }
                 Err(zk::Error::NoNode) => {
@@ -203,10 +211,12 @@ impl<'s> Attempt<'s> {
         }
     }
 
-    fn created(&mut self, name: String, token: FencingToken) {
-        let node = format!("{}/{name}", self.dir);
-        tracing::Span::current().record("node", node.as_str()).record("token", tracing::field::display(token));
-        self.node = Node::Created { name, token };
+    fn tokenize(&mut self, token: FencingToken) {
+        if let Node::Created { name } = &self.node {
+            let node = format!("{}/{name}", self.dir);
+            tracing::Span::current().record("node", node.as_str()).record("token", tracing::field::display(token));
+        }
+        self.token = Some(token);
     }
 
     /// Creates the missing directory and its missing ancestors as CONTAINER nodes, which the
@@ -218,7 +228,8 @@ impl<'s> Attempt<'s> {
     }
 
     /// After a create whose reply was lost: finds the node by our protected prefix and adopts
-    /// it if this session owns it. `None` means no node of ours exists, so create again.
+    /// it if this session owns it. `None` means no node of ours exists, so create again — with
+    /// the same prefix, so that should the lost create still land, `remove_strays` finds it.
     async fn recover(&mut self) -> Result<Option<Vec<String>>, Error> {
         let (client, dir) = (&self.client, self.dir.as_str());
         let Some((children, stat)) = resend(dir, || synced_children(client, dir)).await? else {
@@ -227,7 +238,8 @@ impl<'s> Attempt<'s> {
             return Ok(None);
         };
         let own = client.session_id().0;
-        for child in children.iter().filter(|c| c.starts_with(&self.prefix)) {
+        let prefix = self.prefix.clone();
+        for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{dir}/{child}");
             let owner = resend(&path, || client.check_stat(&path)).await?.map(|s| s.ephemeral_owner);
             // CURATOR-604: a node of an earlier session may still be listed; never adopt it.
@@ -239,15 +251,17 @@ impl<'s> Attempt<'s> {
                     }
                 };
                 tracing::debug!(child, "the create ran before the connection loss; adopting its node");
-                let token = FencingToken::new(epoch(&stat), sequence);
-                self.created(child.clone(), token);
+                self.node = Node::Created { name: child.clone() };
+                self.tokenize(FencingToken::new(epoch(&stat), sequence));
                 return Ok(Some(children));
             }
+            if owner.is_some() {
+                // Not ours, yet it carries our prefix: never touch it, and stop using the prefix.
+                tracing::warn!(child, "a node of another session carries this attempt's prefix");
+                self.prefix = protected_prefix();
+            }
         }
-        // Nothing of ours: the create never ran. A new prefix keeps a foreign node with the old
-        // prefix (should one exist) from ever being mistaken for ours.
         tracing::debug!("the create did not happen before the connection loss; creating again");
-        self.prefix = protected_prefix();
         self.node = Node::Unsent;
         Ok(None)
     }
@@ -289,7 +303,7 @@ impl<'s> Attempt<'s> {
     }
 
     fn position(&self, queue: &Queue<'_>) -> Result<usize, Error> {
-        let Node::Created { name, .. } = &self.node else {
+        let Node::Created { name } = &self.node else {
             unreachable!("positions are looked up only after the create succeeded")
         };
         queue
@@ -300,14 +314,15 @@ impl<'s> Attempt<'s> {
     /// A second node with our prefix can only be a create of this attempt that the server ran
     /// after we had given it up for lost; one acquisition never keeps two nodes.
     fn remove_strays(&self, queue: &Queue<'_>) {
-        let Node::Created { name, .. } = &self.node else { return };
+        let Node::Created { name } = &self.node else { return };
         for stray in queue.contenders().iter().filter(|c| c.name.starts_with(&self.prefix) && c.name != name) {
             tracing::warn!(stray = stray.name, "deleting a duplicate node of this acquisition");
             Target::Node(format!("{}/{}", self.dir, stray.name)).schedule(self.session, self.generation);
         }
     }
 
-    /// Returns once `path` changed or is gone.
+    /// Returns once `path` changed or is gone; fails once the session ended (so that a closed
+    /// session is not kept open by this attempt's client).
     async fn wait_for_change(&self, path: &str) -> Result<(), Error> {
         let client = &self.client;
         // A data watch, not an exists watch: on a node that is already gone it leaves no watch
@@ -320,7 +335,10 @@ impl<'s> Attempt<'s> {
             }
         };
         let Some(watcher) = resend(path, watch).await? else { return Ok(()) };
-        let event = watcher.changed().await;
+        let event = tokio::select! {
+            event = watcher.changed() => event,
+            reason = self.session.until_ended(self.generation) => return Err(ended(reason)),
+        };
         match (event.event_type, event.session_state) {
             (zk::EventType::Session, zk::SessionState::Expired) => Err(Error::SessionExpired),
             (zk::EventType::Session, zk::SessionState::Closed) => Err(Error::SessionClosed),
@@ -339,8 +357,9 @@ impl<'s> Attempt<'s> {
 
     /// The acquisition succeeded: the node now belongs to a holder.
     fn into_holding(mut self) -> Holding {
-        let Node::Created { name, token } = std::mem::replace(&mut self.node, Node::Unsent) else {
-            unreachable!("an attempt proceeds only after its create succeeded")
+        let (Node::Created { name }, Some(token)) = (std::mem::replace(&mut self.node, Node::Unsent), self.token)
+        else {
+            unreachable!("an attempt proceeds only after its create succeeded and its token is known")
         };
         let node = format!("{}/{name}", self.dir);
         tracing::info!(
@@ -355,14 +374,18 @@ impl<'s> Attempt<'s> {
         // Drop schedules the cleanup.
     }
 
-    /// Gives up and deletes the node before returning (in the background if that fails).
+    /// Gives up and deletes the node before returning, unless that takes longer than
+    /// [`WITHDRAW_BOUND`] (or the connection is down): then `Drop` leaves it to the background
+    /// cleanup.
     async fn withdraw(mut self) {
-        let target = self.cleanup_target();
-        if let Some(target) = target {
-            match target.delete(&self.client).await {
-                Ok(_) | Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => self.node = Node::Unsent,
-                Err(err) => tracing::warn!(error = %err, "withdrawing failed; retrying in the background"),
-            }
+        let Some(target) = self.cleanup_target() else { return };
+        if self.session.state() != SessionState::Connected {
+            return;
+        }
+        match tokio::time::timeout(WITHDRAW_BOUND, target.delete(&self.client)).await {
+            Ok(Ok(_) | Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => self.node = Node::Unsent,
+            Ok(Err(err)) => tracing::warn!(error = %err, "withdrawing failed; retrying in the background"),
+            Err(_) => tracing::warn!("withdrawing is slow; continuing in the background"),
         }
     }
 
@@ -370,7 +393,7 @@ impl<'s> Attempt<'s> {
         match &self.node {
             Node::Unsent => None,
             Node::Sent => Some(Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() }),
-            Node::Created { name, .. } => Some(Target::Node(format!("{}/{name}", self.dir))),
+            Node::Created { name } => Some(Target::Node(format!("{}/{name}", self.dir))),
         }
     }
 }
@@ -380,6 +403,14 @@ impl Drop for Attempt<'_> {
         if let Some(target) = self.cleanup_target() {
             target.schedule(self.session, self.generation);
         }
+    }
+}
+
+/// The error for an attempt whose ZooKeeper session ended.
+fn ended(reason: LossReason) -> Error {
+    match reason {
+        LossReason::SessionClosed => Error::SessionClosed,
+        _ => Error::SessionExpired,
     }
 }
 

@@ -113,6 +113,12 @@ impl Driver {
                         return;
                     };
                     generation += 1;
+                    if self.shared.config.proof_window(next.session_timeout()).is_zero() {
+                        tracing::error!(
+                            timeout = ?next.session_timeout(), margin = ?self.shared.config.liveness_margin,
+                            "the liveness margin leaves nothing of the new session's timeout: every guard will be reported lost"
+                        );
+                    }
                     self.shared.prove(generation, started, next.session_timeout());
                     self.shared.publish(SessionState::Connected, generation, Some(next.clone()));
                     client = next;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use self::driver::{ConnectConfig, Driver};
-use crate::error::Error;
+use crate::error::{Error, LossReason};
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +53,16 @@ pub(crate) struct Status {
     /// Increases with every new ZooKeeper session; what a node was created under.
     pub(crate) generation: u64,
     pub(crate) client: Option<zk::Client>,
+}
+
+/// Why the ZooKeeper session of `generation` is no longer usable, given the current status.
+pub(crate) fn end_of(status: &Status, generation: u64) -> Option<LossReason> {
+    match status.state {
+        SessionState::Closed => Some(LossReason::SessionClosed),
+        SessionState::Lost => Some(LossReason::SessionExpired),
+        _ if status.generation != generation => Some(LossReason::SessionExpired),
+        SessionState::Connected | SessionState::Suspended => None,
+    }
 }
 
 /// The latest moment until which the server provably keeps the session of a generation.
@@ -202,6 +212,9 @@ impl Session {
     /// of your own (it is cheap to clone). Waits up to the connect timeout while a new session
     /// is being established after expiry.
     ///
+    /// ZooKeeper closes the session only when the last clone of its client is dropped: a clone
+    /// you keep delays [`close`](Session::close) until you drop it.
+    ///
     /// # Errors
     ///
     /// [`Error::Unreachable`] if no session is established within the connect timeout;
@@ -215,8 +228,10 @@ impl Session {
     }
 
     /// Closes the ZooKeeper session: the server deletes every ephemeral node it owns, so every
-    /// lock held through it is released, and every guard's `lost()` resolves. Affects all
-    /// clones of this handle. Returns once the server confirmed, or after the connect timeout.
+    /// lock held through it is released, every guard's `lost()` resolves, and waiting
+    /// acquisitions fail with [`Error::SessionClosed`]. Affects all clones of this handle.
+    /// Returns once the server confirmed, or after the connect timeout (when a client clone
+    /// taken with [`client`](Session::client) is still alive).
     ///
     /// # Cancel safety
     ///
@@ -257,6 +272,21 @@ impl Session {
 
     pub(crate) fn status(&self) -> watch::Receiver<Status> {
         self.inner.shared.status.subscribe()
+    }
+
+    /// Why the ZooKeeper session of `generation` is no longer usable, if it is not.
+    pub(crate) fn ended(&self, generation: u64) -> Option<LossReason> {
+        end_of(&self.inner.shared.status.borrow(), generation)
+    }
+
+    /// Resolves when the ZooKeeper session of `generation` ends, with the reason.
+    pub(crate) async fn until_ended(&self, generation: u64) -> LossReason {
+        let mut status = self.status();
+        match status.wait_for(|s| end_of(s, generation).is_some()).await {
+            Ok(status) => end_of(&status, generation).unwrap_or(LossReason::SessionClosed),
+            // The driver is gone only after the session closed.
+            Err(_) => LossReason::SessionClosed,
+        }
     }
 
     /// Until when the server provably keeps the ZooKeeper session of `generation`;
@@ -396,10 +426,11 @@ impl SessionBuilder {
         let started = Instant::now();
         let client = config.connect().await?;
         let timeout = client.session_timeout();
-        if config.liveness_margin >= timeout {
+        if config.proof_window(timeout).is_zero() {
             return Err(Error::InvalidOption {
                 reason: format!(
-                    "the liveness margin {:?} must be below the negotiated session timeout {timeout:?}",
+                    "the liveness margin {:?} leaves nothing of the negotiated session timeout \
+                     {timeout:?}; keep it below 98% of the timeout",
                     config.liveness_margin
                 ),
             });
