@@ -122,7 +122,7 @@ impl Holding {
         }
         let client = self.session.client_of(self.generation).ok_or_else(|| lost(LossReason::SessionExpired))?;
         match self.session.proven_until(self.generation) {
-            Some(until) if until > Instant::now() => Ok(client),
+            Some(until) if !until.has_passed() => Ok(client),
             Some(_) => Err(lost(LossReason::Unconfirmed)),
             None => Err(lost(LossReason::SessionExpired)),
         }
@@ -173,7 +173,7 @@ impl LossWatch {
             let Some(deadline) = self.session.proven_until(self.generation) else {
                 return LossReason::SessionExpired;
             };
-            if Instant::now() >= deadline {
+            if deadline.has_passed() {
                 return LossReason::Unconfirmed;
             }
             if watching && watch.is_none() {
@@ -186,7 +186,7 @@ impl LossWatch {
                     }
                 }
                 // The proof may have been extended meanwhile: re-check rather than conclude.
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep(deadline.remaining()) => {}
                 event = async { watch.as_mut().expect("armed above").await }, if watch.is_some() => {
                     watch = None;
                     match event {

@@ -54,7 +54,7 @@ mod mutex;
 mod path;
 mod queue;
 mod session;
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "testing", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod token;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use zookeeper_client as zk;
 
-use super::{Background, SessionState, Shared};
+use super::{Background, Moment, SessionState, Shared};
 use crate::error::Error;
 
 /// Heartbeats per session timeout. Above the client's own ping rate (one per 3/20 of the
@@ -73,7 +73,7 @@ type Answer = Pin<Box<dyn Future<Output = Result<Option<zk::Stat>, zk::Error>> +
 
 /// An outstanding heartbeat request and when it was sent.
 struct Heartbeat {
-    sent: Instant,
+    sent: Moment,
     answer: Answer,
 }
 
@@ -134,6 +134,7 @@ impl Driver {
         let mut beats = tokio::time::interval(timeout / HEARTBEATS_PER_TIMEOUT);
         beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut beat: Option<Heartbeat> = None;
+        let mut announced = None;
         let mut state = client.state();
         loop {
             match state {
@@ -158,9 +159,12 @@ impl Driver {
                         self.shared.prove(generation, sent, timeout);
                     }
                 }
-                _ = beats.tick(), if beat.is_none() => {
-                    // Any answered request proves the server heard from us; "/" always exists.
-                    beat = Some(Heartbeat { sent: Instant::now(), answer: Box::pin(client.check_stat("/")) });
+                _ = beats.tick() => {
+                    announced = self.shared.announce_lapse(generation, announced);
+                    if beat.is_none() {
+                        // Any answered request proves the server heard from us; "/" always exists.
+                        beat = Some(Heartbeat { sent: Moment::now(), answer: Box::pin(client.check_stat("/")) });
+                    }
                 }
                 request = self.requests.recv() => match request {
                     None => return End::Closing,
@@ -184,10 +188,10 @@ impl Driver {
 
     /// Establishes a new ZooKeeper session with exponential backoff, until it succeeds, the
     /// credentials are rejected, or the session is closed.
-    async fn reconnect(&mut self) -> Option<(zk::Client, Instant)> {
+    async fn reconnect(&mut self) -> Option<(zk::Client, Moment)> {
         let shared = self.shared.clone();
         let attempt = || async {
-            let started = Instant::now();
+            let started = Moment::now();
             shared.config.connect().await.map(|client| (client, started))
         };
         let backoff = ExponentialBuilder::default()
@@ -225,7 +229,7 @@ impl Driver {
 }
 
 /// Resolves when the outstanding heartbeat is answered; never while there is none.
-async fn answered(beat: &mut Option<Heartbeat>) -> (Instant, Result<Option<zk::Stat>, zk::Error>) {
+async fn answered(beat: &mut Option<Heartbeat>) -> (Moment, Result<Option<zk::Stat>, zk::Error>) {
     match beat {
         Some(beat) => (beat.sent, beat.answer.as_mut().await),
         None => std::future::pending().await,

@@ -1,6 +1,7 @@
 //! [`Session`]: one ZooKeeper session shared by any number of recipes, its states, the proof
 //! that it is still alive, and a fresh ZooKeeper session after expiry.
 
+mod clock;
 mod driver;
 
 use std::fmt;
@@ -10,9 +11,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 use zookeeper_client as zk;
 
+pub(crate) use self::clock::Moment;
 use self::driver::{ConnectConfig, Driver};
 use crate::error::{Error, LossReason};
 
@@ -46,13 +47,16 @@ pub(crate) struct Background {
     job: Job,
 }
 
-/// What the driver publishes on every state change.
+/// What the driver publishes on every state change, and when the liveness proof lapsed.
 #[derive(Debug, Clone)]
 pub(crate) struct Status {
     pub(crate) state: SessionState,
     /// Increases with every new ZooKeeper session; what a node was created under.
     pub(crate) generation: u64,
     pub(crate) client: Option<zk::Client>,
+    /// Counts the times the liveness proof was found run out (checked on every heartbeat
+    /// tick), so that waiters whose own timers stopped with a suspended machine wake up.
+    pub(crate) lapses: u64,
 }
 
 /// Why the ZooKeeper session of `generation` is no longer usable, given the current status.
@@ -69,7 +73,7 @@ pub(crate) fn end_of(status: &Status, generation: u64) -> Option<LossReason> {
 #[derive(Debug, Clone, Copy)]
 struct Proof {
     generation: u64,
-    until: Instant,
+    until: Moment,
 }
 
 /// State shared by the handles and the driver task.
@@ -84,12 +88,28 @@ impl Shared {
     fn publish(&self, state: SessionState, generation: u64, client: Option<zk::Client>) {
         let id = client.as_ref().map(|c| c.session_id());
         tracing::info!(servers = %self.config.servers, ?state, generation, session_id = ?id, "session state");
-        self.status.send_replace(Status { state, generation, client });
+        self.status.send_modify(|status| {
+            status.state = state;
+            status.generation = generation;
+            status.client = client;
+        });
+    }
+
+    /// Wakes everyone watching the status if the proof of `generation` has run out since
+    /// `announced`; returns the deadline announced.
+    fn announce_lapse(&self, generation: u64, announced: Option<Moment>) -> Option<Moment> {
+        let proof = *self.proof.lock().unwrap_or_else(|e| e.into_inner());
+        if proof.generation == generation && proof.until.has_passed() && announced != Some(proof.until) {
+            tracing::warn!(generation, "no answer from ZooKeeper within the session timeout");
+            self.status.send_modify(|status| status.lapses += 1);
+            return Some(proof.until);
+        }
+        announced
     }
 
     /// Extends what is proven for `generation`: the server heard from us at `sent`, so it keeps
     /// the session at least until `sent` plus the session timeout (less the safety margin).
-    fn prove(&self, generation: u64, sent: Instant, timeout: Duration) {
+    fn prove(&self, generation: u64, sent: Moment, timeout: Duration) {
         let until = sent + self.config.proof_window(timeout);
         let mut proof = self.proof.lock().unwrap_or_else(|e| e.into_inner());
         if proof.generation < generation || (proof.generation == generation && until > proof.until) {
@@ -205,7 +225,12 @@ impl Session {
     /// # }
     /// ```
     pub fn states(&self) -> SessionStates {
-        SessionStates { receiver: self.inner.shared.status.subscribe() }
+        let receiver = self.inner.shared.status.subscribe();
+        let seen = {
+            let status = receiver.borrow();
+            (status.state, status.generation)
+        };
+        SessionStates { receiver, seen }
     }
 
     /// The underlying `zookeeper-client` client of the current ZooKeeper session, for requests
@@ -291,7 +316,7 @@ impl Session {
 
     /// Until when the server provably keeps the ZooKeeper session of `generation`;
     /// `None` once a newer session replaced it.
-    pub(crate) fn proven_until(&self, generation: u64) -> Option<Instant> {
+    pub(crate) fn proven_until(&self, generation: u64) -> Option<Moment> {
         let proof = *self.inner.shared.proof.lock().unwrap_or_else(|e| e.into_inner());
         (proof.generation == generation).then_some(proof.until)
     }
@@ -423,7 +448,7 @@ impl SessionBuilder {
             digest: self.digest,
             acls: self.acls.unwrap_or_else(|| zk::Acls::anyone_all().to_vec()),
         };
-        let started = Instant::now();
+        let started = Moment::now();
         let client = config.connect().await?;
         let timeout = client.session_timeout();
         if config.proof_window(timeout).is_zero() {
@@ -435,7 +460,8 @@ impl SessionBuilder {
                 ),
             });
         }
-        let (status, _) = watch::channel(Status { state: SessionState::Connected, generation: 1, client: None });
+        let initial = Status { state: SessionState::Connected, generation: 1, client: None, lapses: 0 };
+        let (status, _) = watch::channel(initial);
         let shared = Arc::new(Shared { config, status, proof: StdMutex::new(Proof { generation: 1, until: started }) });
         shared.prove(1, started, timeout);
         shared.publish(SessionState::Connected, 1, Some(client.clone()));
@@ -453,23 +479,30 @@ impl SessionBuilder {
 #[derive(Debug, Clone)]
 pub struct SessionStates {
     receiver: watch::Receiver<Status>,
+    /// The state and ZooKeeper session last reported.
+    seen: (SessionState, u64),
 }
 
 impl SessionStates {
     /// The latest state, marked as seen.
     pub fn current(&mut self) -> SessionState {
-        self.receiver.borrow_and_update().state
+        let status = self.receiver.borrow_and_update();
+        self.seen = (status.state, status.generation);
+        self.seen.0
     }
 
-    /// Waits for a change after the last one seen and returns the new state. Returns
-    /// `Closed` at once when the session is closed.
+    /// Waits for a change after the last one seen and returns the new state (`Connected`
+    /// again counts as a change when it is a new ZooKeeper session). Returns `Closed` at once
+    /// when the session is closed.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: a change that arrives while the future is dropped is reported by the next
     /// call.
     pub async fn changed(&mut self) -> SessionState {
-        if self.receiver.borrow().state == SessionState::Closed || self.receiver.changed().await.is_err() {
+        let seen = self.seen;
+        let changed = self.receiver.wait_for(|s| s.state == SessionState::Closed || (s.state, s.generation) != seen);
+        if changed.await.is_err() {
             return SessionState::Closed;
         }
         self.current()
