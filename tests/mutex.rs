@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{children, children_of, eventually, observer, recorded, session, standalone};
 use rand::RngExt;
 use tokio::time::Instant;
-use zk_recipes::testing::{Fault, Proxy};
+use zk_recipes::testing::Fault;
 use zk_recipes::{Error, FencingToken, LossReason, Mutex, zk};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -258,8 +258,7 @@ async fn lock_timeout_returns_in_time_on_a_silent_connection() {
     let observer = observer(&connect).await;
     let holder = session(&connect, TIMEOUT).await;
     let _guard = Mutex::new(&holder, "/late").unwrap().lock().await.unwrap();
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let waiter = session(&proxy.address().to_string(), Duration::from_secs(10)).await;
+    let (proxy, waiter) = common::proxied_session(&cluster, Duration::from_secs(10)).await;
     let mutex = Mutex::new(&waiter, "/late").unwrap();
     let waiting = tokio::spawn(async move { mutex.lock_timeout(Duration::from_millis(500)).await });
     eventually("the waiter is queued", PATIENCE, || async {
@@ -286,8 +285,7 @@ async fn lock_timeout_returns_in_time_on_a_silent_connection() {
 async fn an_expired_holder_learns_it_and_its_successor_gets_a_larger_token() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let holder = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let (proxy, holder) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
     let successor = session(&connect, TIMEOUT).await;
     let guard = Mutex::new(&holder, "/expire").unwrap().lock().await.unwrap();
     let lost = tokio::spawn(guard.lost());
@@ -317,8 +315,7 @@ async fn an_expired_holder_learns_it_and_its_successor_gets_a_larger_token() {
 async fn a_silent_holder_knows_it_lost_before_a_successor_can_hold() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let holder = session(&proxy.address().to_string(), TIMEOUT).await;
+    let (proxy, holder) = common::proxied_session(&cluster, TIMEOUT).await;
     let successor = session(&connect, TIMEOUT).await;
     let guard = Mutex::new(&holder, "/silent").unwrap().lock().await.unwrap();
     let suspended = tokio::spawn(guard.suspended());
@@ -376,8 +373,7 @@ async fn a_lost_create_reply_is_recovered_without_a_duplicate_node() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let contender = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let (proxy, contender) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
     let mutex = Mutex::new(&contender, "/lost-reply").unwrap();
     mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
 
@@ -406,8 +402,7 @@ async fn a_lost_create_request_is_sent_again_once() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let contender = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let (proxy, contender) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
     let mutex = Mutex::new(&contender, "/lost-request").unwrap();
     mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
 

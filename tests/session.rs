@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{children, eventually, observer, session, standalone};
-use zk_recipes::testing::{Fault, Proxy, TestingCluster};
+use zk_recipes::testing::{Fault, TestingCluster};
 use zk_recipes::{Error, LossReason, Mutex, SessionState};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -33,8 +33,7 @@ async fn states_follow_a_frozen_server_and_the_same_session_returns() {
 async fn an_expired_session_is_replaced_by_a_new_one() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let session = session(&proxy.address().to_string(), Duration::from_secs(4)).await;
+    let (proxy, session) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
     let first = session.id().unwrap();
     let mut states = session.states();
 
@@ -53,8 +52,7 @@ async fn an_expired_session_is_replaced_by_a_new_one() {
 async fn a_long_silence_expires_the_session_and_the_holder_hears_of_it() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
-    let session = session(&proxy.address().to_string(), Duration::from_secs(2)).await;
+    let (proxy, session) = common::proxied_session(&cluster, Duration::from_secs(2)).await;
     let guard = Mutex::new(&session, "/silence").unwrap().lock().await.unwrap();
     let observer = observer(&connect).await;
     let mut states = session.states();

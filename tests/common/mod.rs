@@ -88,6 +88,13 @@ pub async fn session(connect: &str, timeout: Duration) -> Session {
         .expect("a session")
 }
 
+/// A fault proxy in front of member 0 and a session that connects through it.
+pub async fn proxied_session(cluster: &TestingCluster, timeout: Duration) -> (Proxy, Session) {
+    let proxy = Proxy::start(cluster.address(0)).await.expect("a proxy");
+    let session = session(&proxy.address().to_string(), timeout).await;
+    (proxy, session)
+}
+
 /// A plain client for looking at the server's state behind the library's back.
 pub async fn observer(connect: &str) -> zk::Client {
     zk::Client::connect(connect).await.expect("an observer client")
