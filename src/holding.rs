@@ -4,18 +4,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::error::{Error, LossReason};
-use crate::queue::cleanup::{Target, is_transient};
+use crate::queue::cleanup::Target;
+use crate::retry;
 use crate::session::{Session, SessionState, end_of};
 use crate::token::FencingToken;
-
-/// Pause before re-arming the watch on our node after a connection loss.
-const REWATCH_PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub(crate) struct Holding {
@@ -80,11 +77,11 @@ impl Holding {
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let earlier = *self.loss.get_or_init(|| LossReason::Released);
         let lost = |reason| Err(Error::Lost { node: self.node.clone(), reason });
-        let client = match (self.session.ended(self.generation), self.session.client_of(self.generation)) {
-            (None, Some(client)) => client,
-            (ended, _) => {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(reason) => {
                 self.released = true;
-                return lost(ended.unwrap_or(LossReason::SessionExpired));
+                return lost(reason);
             }
         };
         let held = self.since.elapsed();
@@ -110,6 +107,14 @@ impl Holding {
         }
     }
 
+    /// The client of the ZooKeeper session the node belongs to, or why that session is over.
+    fn client(&self) -> Result<zk::Client, LossReason> {
+        if let Some(reason) = self.session.ended(self.generation) {
+            return Err(reason);
+        }
+        self.session.client_of(self.generation).ok_or(LossReason::SessionExpired)
+    }
+
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
     /// liveness proof.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
@@ -117,10 +122,7 @@ impl Holding {
         if let Some(&reason) = self.loss.get() {
             return Err(lost(reason));
         }
-        if let Some(reason) = self.session.ended(self.generation) {
-            return Err(lost(reason));
-        }
-        let client = self.session.client_of(self.generation).ok_or_else(|| lost(LossReason::SessionExpired))?;
+        let client = self.client().map_err(lost)?;
         match self.session.proven_until(self.generation) {
             Some(until) if !until.has_passed() => Ok(client),
             Some(_) => Err(lost(LossReason::Unconfirmed)),
@@ -203,22 +205,20 @@ impl LossWatch {
 
 /// Watches our own node until it is deleted or changes.
 async fn watch_node(session: Session, generation: u64, node: String) -> NodeEvent {
-    loop {
-        let Some(client) = session.client_of(generation) else { return NodeEvent::SessionEnded };
-        let watched = client.check_and_watch_stat(&node).await;
-        drop(client);
-        match watched {
-            Ok((None, _)) => return NodeEvent::Deleted,
-            Ok((Some(_), watcher)) => {
-                return match watcher.changed().await.event_type {
-                    zk::EventType::NodeDeleted => NodeEvent::Deleted,
-                    zk::EventType::Session => NodeEvent::SessionEnded,
-                    _ => NodeEvent::Changed,
-                };
-            }
-            Err(err) if is_transient(&err) => tokio::time::sleep(REWATCH_PAUSE).await,
-            Err(_) => return NodeEvent::SessionEnded,
-        }
+    // The client is taken anew for each try and dropped before waiting, so that a pending
+    // watch never keeps a closed session open.
+    let watch = || async {
+        let client = session.client_of(generation).ok_or(zk::Error::ClientClosed)?;
+        client.check_and_watch_stat(&node).await
+    };
+    match retry::resend(watch).await {
+        Ok((None, _)) => NodeEvent::Deleted,
+        Ok((Some(_), watcher)) => match watcher.changed().await.event_type {
+            zk::EventType::NodeDeleted => NodeEvent::Deleted,
+            zk::EventType::Session => NodeEvent::SessionEnded,
+            _ => NodeEvent::Changed,
+        },
+        Err(_) => NodeEvent::SessionEnded,
     }
 }
 

@@ -53,6 +53,7 @@ mod holding;
 mod mutex;
 mod path;
 mod queue;
+mod retry;
 mod session;
 #[cfg(all(feature = "testing", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

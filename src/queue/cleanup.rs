@@ -6,6 +6,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use zookeeper_client as zk;
 
+use crate::retry::is_transient;
 use crate::session::Session;
 
 /// What to delete.
@@ -93,9 +94,4 @@ pub(crate) async fn synced_children(
         (Err(err), _) | (_, Err(err)) => Err(err),
         (Ok(()), Ok(listed)) => Ok(Some(listed)),
     }
-}
-
-/// Errors after which the same request may succeed.
-pub(crate) fn is_transient(err: &zk::Error) -> bool {
-    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled)
 }

@@ -10,25 +10,22 @@ pub(crate) mod cleanup;
 use std::future::Future;
 use std::time::Duration;
 
-use backon::{ConstantBuilder, Retryable};
 use tokio::time::Instant;
 use tracing::Instrument;
 use zookeeper_client as zk;
 
 pub(crate) use self::children::{Decision, Rule, exclusive};
 use self::children::{Parsed, Queue, WrappedChild, parse};
-use self::cleanup::{Target, is_transient, synced_children};
+use self::cleanup::{Target, synced_children};
 use crate::error::{Error, LossReason};
 use crate::holding::Holding;
+use crate::retry::{self, is_transient};
 use crate::session::{Session, SessionState};
 use crate::token::FencingToken;
 
 /// How often a create may meet a missing directory (reaped between our `mkdir` and create)
 /// before giving up.
 const MAX_PARENT_ATTEMPTS: usize = 5;
-/// Pause before resending a request that failed with a connection loss. The client holds
-/// requests while it reconnects, so this only keeps a failing connection from spinning.
-const RESEND_PAUSE: Duration = Duration::from_millis(20);
 /// How long a timed-out acquisition waits for its node's deletion before leaving it to the
 /// background cleanup and returning.
 const WITHDRAW_BOUND: Duration = Duration::from_secs(1);
@@ -425,14 +422,11 @@ fn epoch(dir: &zk::Stat) -> u64 {
     dir.czxid as u64
 }
 
-/// Sends a request again after transient failures (connection loss, throttling). The client
-/// holds requests while it reconnects and expires the session itself after 7/5 of the session
-/// timeout without an answer, which ends the retries.
+/// [`retry::resend`], with errors reported for `path`.
 async fn resend<T, F, Fut>(path: &str, request: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, zk::Error>>,
 {
-    let pause = ConstantBuilder::default().with_delay(RESEND_PAUSE).without_max_times();
-    request.retry(pause).when(is_transient).await.map_err(|err| Error::zk(path, err))
+    retry::resend(request).await.map_err(|err| Error::zk(path, err))
 }

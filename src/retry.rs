@@ -1,0 +1,27 @@
+//! Which ZooKeeper errors are worth sending a request again for, and how.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ConstantBuilder, Retryable};
+use zookeeper_client as zk;
+
+/// Pause before resending a request that failed with a connection loss. The client holds
+/// requests while it reconnects, so this only keeps a failing connection from spinning.
+const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// Errors after which the same request may succeed.
+pub(crate) fn is_transient(err: &zk::Error) -> bool {
+    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled)
+}
+
+/// Sends a request again after transient failures. The client expires the session itself after
+/// 7/5 of the session timeout without an answer, which ends the retries.
+pub(crate) async fn resend<T, F, Fut>(request: F) -> Result<T, zk::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, zk::Error>>,
+{
+    let pause = ConstantBuilder::default().with_delay(RESEND_PAUSE).without_max_times();
+    request.retry(pause).when(is_transient).await
+}
