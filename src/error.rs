@@ -44,6 +44,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A semaphore was given, or asked for, a number of permits that cannot work.
+    #[error("invalid number of permits: {requested}; use 1 to {limit}")]
+    InvalidPermits {
+        /// The number given.
+        requested: u32,
+        /// The largest number that works here: the semaphore's permits, or for a new
+        /// semaphore the most this library supports.
+        limit: u32,
+    },
+
     /// No ZooKeeper session could be established within the connect timeout.
     #[error(
         "could not reach ZooKeeper at {servers} within {timeout:?}: check that the servers run \

@@ -107,6 +107,15 @@ impl Holding {
         }
     }
 
+    /// Gives the node up without waiting: the delete goes out from the session's background
+    /// task. For holdings that are a means, not an end (a semaphore's internal mutex).
+    pub(crate) fn release_in_background(mut self) {
+        self.released = true;
+        let _ = self.loss.set(LossReason::Released);
+        tracing::debug!(node = %self.node, held_ms = self.since.elapsed().as_millis() as u64, "handing back");
+        Target::Node(std::mem::take(&mut self.node)).schedule(&self.session, self.generation);
+    }
+
     /// The client of the ZooKeeper session the node belongs to, or why that session is over.
     fn client(&self) -> Result<zk::Client, LossReason> {
         if let Some(reason) = self.session.ended(self.generation) {

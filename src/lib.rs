@@ -4,6 +4,8 @@
 //! Apache Curator, on the same znode layout, so both can contend for one lock:
 //!
 //! - [`Mutex`]: a fair (FIFO) distributed mutex.
+//! - [`ReadWriteLock`]: a fair read-write lock; a writer is never starved by later readers.
+//! - [`Semaphore`]: a fair counting semaphore.
 //!
 //! # What every recipe guarantees
 //!
@@ -21,8 +23,9 @@
 //! - **Nothing orphaned.** A cancelled, timed-out or failed acquisition deletes its node,
 //!   retried until the delete succeeds or the session ends. A lost create reply is recovered
 //!   by Curator's protected-name search, adopting a node only if this session owns it.
-//! - **Curator's layout.** Nodes are `_c_<uuid>-lock-<seq>` under CONTAINER parents; kazoo's
-//!   `__lock__` nodes in the same directory count as contenders too.
+//! - **Curator's layout.** Nodes are Curator's (`_c_<uuid>-lock-<seq>`, `…-__READ__<seq>`,
+//!   `…-__WRIT__<seq>`, `…/leases/…-lease-<seq>`) under CONTAINER parents; kazoo's `__lock__`
+//!   and `__rlock__` nodes in the same directory count as contenders too.
 //!
 //! # Example
 //!
@@ -49,11 +52,14 @@
 #![doc(test(attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))))]
 
 mod error;
+mod guard;
 mod holding;
 mod mutex;
 mod path;
 mod queue;
 mod retry;
+mod rwlock;
+mod semaphore;
 mod session;
 #[cfg(all(feature = "testing", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -65,5 +71,7 @@ pub use zookeeper_client as zk;
 pub use crate::error::{Error, LossReason};
 pub use crate::holding::FencedWrite;
 pub use crate::mutex::{Mutex, MutexGuard};
+pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
+pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
 pub use crate::session::{Session, SessionBuilder, SessionState, SessionStates};
 pub use crate::token::{FencingToken, ParseTokenError};

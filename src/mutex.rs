@@ -1,22 +1,20 @@
 //! [`Mutex`]: a fair (FIFO) distributed mutex with fencing tokens, in Curator's
 //! InterProcessMutex layout.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, LossReason};
-use crate::holding::{FencedWrite, Holding};
+use crate::error::Error;
+use crate::holding::Holding;
 use crate::path::validate_recipe_path;
 use crate::queue::{self, Patience, Spec};
 use crate::session::Session;
-use crate::token::FencingToken;
 
 /// Curator's node name for InterProcessMutex and LeaderSelector.
 const MARKER: &str = "lock-";
 
 /// A fair distributed mutex: at most one holder at a time, granted in arrival order, each
-/// holder with a [`FencingToken`] larger than every earlier holder's.
+/// holder with a [`FencingToken`](crate::FencingToken) larger than every earlier holder's.
 ///
 /// Contenders create an ephemeral sequential node `<path>/_c_<uuid>-lock-<seq>` — the layout
 /// of Apache Curator's `InterProcessMutex` and `LeaderSelector` — so a Rust process and a JVM
@@ -135,97 +133,21 @@ impl Mutex {
     }
 
     fn spec(&self) -> Spec<'_> {
-        Spec { dir: &self.path, marker: MARKER, data: &self.data, rule: queue::exclusive }
+        Spec { dir: &self.path, marker: MARKER, data: &self.data, rule: queue::Rule::Exclusive }
     }
 
     fn guard(&self, holding: Holding) -> MutexGuard {
-        MutexGuard { holding, path: self.path.clone() }
+        MutexGuard::new(holding, self.path.clone())
     }
 }
 
-/// Proof of holding a [`Mutex`]; releases it when dropped.
-///
-/// Release with [`release`](MutexGuard::release) to learn whether the lock was held until the
-/// end. Dropping the guard releases the lock too, as a best effort: the session's background
-/// task deletes the node (it never blocks or panics, even outside a runtime); should that fail,
-/// the node goes when the session ends.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-#[clippy::has_significant_drop]
-#[derive(Debug)]
-pub struct MutexGuard {
-    holding: Holding,
-    path: Arc<str>,
-}
-
-impl MutexGuard {
-    /// This holder's fencing token, larger than that of every earlier holder of the path.
-    pub fn token(&self) -> FencingToken {
-        self.holding.token()
-    }
-
-    /// The full path of the holder's node, e.g. `/locks/x/_c_…-lock-0000000007`.
-    pub fn node(&self) -> &str {
-        self.holding.node()
-    }
-
-    /// The mutex's path.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Resolves when the lock is lost or can no longer be proven held, with the reason:
+crate::guard::guard! {
+    /// Proof of holding a [`Mutex`]; releases it when dropped.
     ///
-    /// - at once when the session expires or is closed;
-    /// - when anyone else deletes the holder's node;
-    /// - while the connection is silent, at the latest when the server could have expired the
-    ///   session: the session timeout (less a small margin) after the send time of the last
-    ///   request the server answered. The server heard from us no earlier than that, so it
-    ///   cannot have expired the session before;
-    /// - with [`LossReason::Released`] if the guard is released meanwhile.
-    ///
-    /// Once resolved, holding stays lost: a later `lost()` returns the same reason at once,
-    /// and [fenced writes](MutexGuard::fenced_write) are refused. The future is `'static`, so
-    /// it can be moved into a task.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only watches. While pending, it keeps a watch on the holder's node.
-    pub fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
-        self.holding.lost()
-    }
-
-    /// Resolves as soon as the connection to ZooKeeper drops (or the session ends): holding
-    /// is then in doubt until the connection returns. Pause work that must not run unfenced;
-    /// [`lost`](MutexGuard::lost) tells when to stop for good.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only watches.
-    pub fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.holding.suspended()
-    }
-
-    /// A ZooKeeper multi-op that commits only while this guard's node exists. See
-    /// [`FencedWrite`].
-    pub fn fenced_write(&self) -> FencedWrite<'_> {
-        FencedWrite::new(&self.holding)
-    }
-
-    /// Releases the lock by deleting the holder's node, retrying connection losses.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Lost`] if the lock had already been lost — the node was gone, the session had
-    /// expired or was closed, or [`lost`](MutexGuard::lost) had reported a loss: work done under
-    /// it may have overlapped with another holder's. (A silence that ended with the same
-    /// ZooKeeper session answering again was no loss: the session, and with it the node, lived
-    /// on, so nobody else could hold the lock.) [`Error::ZooKeeper`] if the delete failed
-    /// otherwise; the node is then deleted in the background.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: if the future is dropped, the node is deleted in the background.
-    pub async fn release(self) -> Result<(), Error> {
-        self.holding.release().await
-    }
+    /// Release with [`release`](MutexGuard::release) to learn whether the lock was held until the
+    /// end. Dropping the guard releases the lock too, as a best effort: the session's background
+    /// task deletes the node (it never blocks or panics, even outside a runtime); should that
+    /// fail, the node goes when the session ends.
+    MutexGuard,
+    token: "This holder's fencing token, larger than that of every earlier holder of the path."
 }

@@ -96,21 +96,24 @@ pub(crate) struct WrappedChild(pub(crate) String);
 #[derive(Debug)]
 pub(crate) struct Queue<'a> {
     contenders: Vec<Contender<'a>>,
+    /// Children that are not contender nodes of any known dialect.
+    foreign: usize,
 }
 
 impl<'a> Queue<'a> {
-    /// Orders the contenders among `children`, ignoring foreign names.
+    /// Orders the contenders among `children`, setting foreign names aside.
     pub(crate) fn new(children: &'a [String]) -> Result<Self, WrappedChild> {
         let mut contenders = Vec::with_capacity(children.len());
+        let mut foreign = 0;
         for child in children {
             match parse(child) {
                 Parsed::Contender(contender) => contenders.push(contender),
                 Parsed::Wrapped => return Err(WrappedChild(child.clone())),
-                Parsed::Foreign => {}
+                Parsed::Foreign => foreign += 1,
             }
         }
         contenders.sort_unstable_by(|a, b| (a.sequence, a.name).cmp(&(b.sequence, b.name)));
-        Ok(Self { contenders })
+        Ok(Self { contenders, foreign })
     }
 
     /// The contender's place in the queue (0 = head), if it is in it.
@@ -130,17 +133,57 @@ pub(crate) enum Decision<'a> {
     Proceed,
     /// It must wait until this node changes; it watches that node only.
     Wait { on: &'a str },
+    /// It must wait until the directory's children change (a semaphore's lease set, which only
+    /// the holder of the semaphore's internal mutex watches).
+    WaitForChildren,
 }
 
-/// A recipe's rule: given the queue and a contender's position, proceed or wait for whom.
-pub(crate) type Rule = for<'q, 'a> fn(&'q [Contender<'a>], usize) -> Decision<'a>;
+/// A recipe's rule: who may proceed, and whom a waiter watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Mutex, writer, leader: the head proceeds; everyone else waits for the contender
+    /// immediately ahead, so one departure wakes exactly one waiter.
+    Exclusive,
+    /// Reader of a read-write lock: proceeds when no writer is ahead, else waits for the nearest
+    /// writer ahead. Readers between two writers wake together when the first one leaves,
+    /// because they may then all proceed.
+    Reader,
+    /// Semaphore lease (InterProcessSemaphoreV2): proceeds while the directory holds no more
+    /// children than permits. Counts every child, as Curator does, so that a stray node can
+    /// only make the semaphore stricter.
+    Leases { permits: u32 },
+}
 
-/// The exclusive rule (mutex, writer, leader): the head proceeds; everyone else waits for the
-/// contender immediately ahead, so one departure wakes exactly one waiter.
-pub(crate) fn exclusive<'a>(queue: &[Contender<'a>], position: usize) -> Decision<'a> {
-    match position.checked_sub(1) {
-        None => Decision::Proceed,
-        Some(ahead) => Decision::Wait { on: queue[ahead].name },
+impl Rule {
+    /// Decides for the contender at `position` of `queue`.
+    pub(crate) fn decide<'a>(self, queue: &Queue<'a>, position: usize) -> Decision<'a> {
+        let contenders = queue.contenders();
+        match self {
+            Rule::Exclusive => match position.checked_sub(1) {
+                None => Decision::Proceed,
+                Some(ahead) => Decision::Wait { on: contenders[ahead].name },
+            },
+            Rule::Reader => match contenders[..position].iter().rev().find(|c| c.kind.is_writer()) {
+                None => Decision::Proceed,
+                Some(writer) => Decision::Wait { on: writer.name },
+            },
+            Rule::Leases { permits } => {
+                if contenders.len() + queue.foreign <= permits as usize {
+                    Decision::Proceed
+                } else {
+                    Decision::WaitForChildren
+                }
+            }
+        }
+    }
+}
+
+impl Kind {
+    /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
+    /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
+    /// recipe's node can delay readers but never let one in beside a writer.
+    fn is_writer(self) -> bool {
+        !matches!(self, Kind::Read | Kind::KazooRead)
     }
 }
 
@@ -207,6 +250,55 @@ mod tests {
         assert_eq!(names, [children[0].as_str(), children[1].as_str()]);
     }
 
+    fn names(queue: &Queue<'_>) -> Vec<String> {
+        queue.contenders().iter().map(|c| c.name.to_owned()).collect()
+    }
+
+    #[test]
+    fn a_reader_waits_for_the_nearest_writer_ahead_and_ignores_writers_behind() {
+        let children: Vec<String> = ["__READ__", "__WRIT__", "__READ__", "__WRIT__", "__READ__", "__READ__"]
+            .iter()
+            .enumerate()
+            .map(|(seq, marker)| format!("{CURATOR}{marker}{seq:010}"))
+            .collect();
+        let queue = Queue::new(&children).unwrap();
+        let names = names(&queue);
+        assert_eq!(Rule::Reader.decide(&queue, 0), Decision::Proceed);
+        assert_eq!(Rule::Reader.decide(&queue, 2), Decision::Wait { on: &names[1] });
+        assert_eq!(Rule::Reader.decide(&queue, 4), Decision::Wait { on: &names[3] });
+        assert_eq!(Rule::Reader.decide(&queue, 5), Decision::Wait { on: &names[3] });
+        // A writer waits for whoever is just ahead, reader or writer.
+        assert_eq!(Rule::Exclusive.decide(&queue, 3), Decision::Wait { on: &names[2] });
+    }
+
+    #[test]
+    fn kazoo_nodes_count_by_name_and_unknown_kinds_count_as_writers() {
+        let children = vec![
+            format!("{KAZOO}__rlock__0000000000"),
+            format!("{CURATOR}__READ__0000000001"),
+            format!("{KAZOO}__lock__0000000002"),
+            format!("{CURATOR}__READ__0000000003"),
+            format!("{CURATOR}lock-0000000004"),
+            format!("{CURATOR}__READ__0000000005"),
+        ];
+        let queue = Queue::new(&children).unwrap();
+        assert_eq!(Rule::Reader.decide(&queue, 1), Decision::Proceed);
+        assert_eq!(Rule::Reader.decide(&queue, 3), Decision::Wait { on: &children[2] });
+        assert_eq!(Rule::Reader.decide(&queue, 5), Decision::Wait { on: &children[4] });
+    }
+
+    #[test]
+    fn leases_proceed_while_the_directory_holds_no_more_children_than_permits() {
+        let mut children: Vec<String> = (0..3).map(|seq| format!("{CURATOR}lease-{seq:010}")).collect();
+        let queue = Queue::new(&children).unwrap();
+        assert_eq!(Rule::Leases { permits: 3 }.decide(&queue, 2), Decision::Proceed);
+        assert_eq!(Rule::Leases { permits: 2 }.decide(&queue, 2), Decision::WaitForChildren);
+        // Curator counts every child; so do we, so that both agree on who may hold.
+        children.push("stray".to_owned());
+        let queue = Queue::new(&children).unwrap();
+        assert_eq!(Rule::Leases { permits: 3 }.decide(&queue, 2), Decision::WaitForChildren);
+    }
+
     fn marker() -> impl Strategy<Value = (&'static str, Kind)> {
         prop::sample::select(MARKERS.to_vec())
     }
@@ -253,6 +345,36 @@ mod tests {
         }
 
         #[test]
+        fn readers_and_writers_never_hold_together_and_never_overtake_a_writer(
+            writers in prop::collection::vec(any::<bool>(), 1..40),
+        ) {
+            let children: Vec<String> = writers
+                .iter()
+                .enumerate()
+                .map(|(seq, &w)| format!("{CURATOR}{}{seq:010}", if w { "__WRIT__" } else { "__READ__" }))
+                .collect();
+            let queue = Queue::new(&children).unwrap();
+            let first_writer = writers.iter().position(|&w| w);
+            let mut proceeding = Vec::new();
+            for (i, &writer) in writers.iter().enumerate() {
+                let rule = if writer { Rule::Exclusive } else { Rule::Reader };
+                match rule.decide(&queue, i) {
+                    Decision::Proceed => proceeding.push(i),
+                    // Everyone waits for a node ahead of it, so the queue always drains.
+                    Decision::Wait { on } => prop_assert!(queue.position(on).unwrap() < i),
+                    Decision::WaitForChildren => prop_assert!(false, "read-write rules watch one node"),
+                }
+            }
+            match first_writer {
+                // A head writer holds alone.
+                Some(0) => prop_assert_eq!(proceeding, vec![0]),
+                // Otherwise exactly the readers ahead of the first writer hold.
+                Some(w) => prop_assert_eq!(proceeding, (0..w).collect::<Vec<_>>()),
+                None => prop_assert_eq!(proceeding.len(), writers.len()),
+            }
+        }
+
+        #[test]
         fn exclusive_rule_lets_one_proceed_and_forms_a_chain(
             sequences in prop::collection::btree_set(0u32..1_000_000, 1..60),
         ) {
@@ -263,13 +385,14 @@ mod tests {
             let mut watched = std::collections::HashSet::new();
             for (i, contender) in contenders.iter().enumerate() {
                 prop_assert_eq!(queue.position(contender.name), Some(i));
-                match exclusive(contenders, i) {
+                match Rule::Exclusive.decide(&queue, i) {
                     Decision::Proceed => prop_assert_eq!(i, 0),
                     Decision::Wait { on } => {
                         prop_assert_eq!(on, contenders[i - 1].name);
                         // No herd: nobody is watched by two waiters.
                         prop_assert!(watched.insert(on));
                     }
+                    Decision::WaitForChildren => prop_assert!(false, "the exclusive rule watches one node"),
                 }
             }
         }

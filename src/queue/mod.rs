@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use zookeeper_client as zk;
 
-pub(crate) use self::children::{Decision, Rule, exclusive};
-use self::children::{Parsed, Queue, WrappedChild, parse};
+pub(crate) use self::children::Rule;
+use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
 use crate::error::{Error, LossReason};
 use crate::holding::Holding;
@@ -267,31 +267,51 @@ impl<'s> Attempt<'s> {
     fn may_proceed(&self, children: &[String]) -> Result<bool, Error> {
         let queue = self.queue(children)?;
         let position = self.position(&queue)?;
-        Ok((self.rule)(queue.contenders(), position) == Decision::Proceed)
+        Ok(self.rule.decide(&queue, position) == Decision::Proceed)
     }
 
-    /// Waits until the rule lets this attempt proceed, watching only the node it depends on.
+    /// Waits until the rule lets this attempt proceed, watching only what it depends on.
     async fn wait(&mut self, mut children: Vec<String>) -> Result<(), Error> {
         let mut last_position = None;
         loop {
             let queue = self.queue(&children)?;
             let position = self.position(&queue)?;
             self.remove_strays(&queue);
-            let ahead = match (self.rule)(queue.contenders(), position) {
-                Decision::Proceed => {
-                    tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
-                    return Ok(());
-                }
-                Decision::Wait { on } => format!("{}/{on}", self.dir),
-            };
+            let decision = self.rule.decide(&queue, position);
+            if decision == Decision::Proceed {
+                tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
+                return Ok(());
+            }
             if last_position != Some(position) {
-                tracing::debug!(position, waiting_on = %ahead, "queued");
+                tracing::debug!(position, waiting_on = ?decision, "queued");
                 last_position = Some(position);
             }
-            drop(queue);
-            self.wait_for_change(&ahead).await?;
-            tracing::debug!(position, "list contenders");
-            children = self.list().await?;
+            children = match decision {
+                Decision::Wait { on } => {
+                    let ahead = format!("{}/{on}", self.dir);
+                    drop(queue);
+                    self.wait_for_change(&ahead).await?;
+                    tracing::debug!(position, "list contenders");
+                    self.list().await?
+                }
+                Decision::WaitForChildren => {
+                    drop(queue);
+                    let (now, watcher) = resend(&self.dir, || self.client.list_and_watch_children(&self.dir)).await?;
+                    // The set may have changed since it was listed: wait only if the watched
+                    // list still says to.
+                    let queue = self.queue(&now)?;
+                    if self.rule.decide(&queue, self.position(&queue)?) == Decision::WaitForChildren {
+                        drop(queue);
+                        self.until_fired(watcher).await?;
+                        tracing::debug!(position, "list contenders");
+                        self.list().await?
+                    } else {
+                        drop(queue);
+                        now
+                    }
+                }
+                Decision::Proceed => unreachable!("handled above"),
+            };
         }
     }
 
@@ -332,6 +352,12 @@ impl<'s> Attempt<'s> {
             }
         };
         let Some(watcher) = resend(path, watch).await? else { return Ok(()) };
+        self.until_fired(watcher).await
+    }
+
+    /// Returns once `watcher` fired; fails if it reports or the session reports the session's
+    /// end.
+    async fn until_fired(&self, watcher: zk::OneshotWatcher) -> Result<(), Error> {
         let event = tokio::select! {
             event = watcher.changed() => event,
             reason = self.session.until_ended(self.generation) => return Err(ended(reason)),

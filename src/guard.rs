@@ -1,0 +1,103 @@
+//! The guard types of the single-node recipes ([`MutexGuard`](crate::MutexGuard),
+//! [`ReadGuard`](crate::ReadGuard), [`WriteGuard`](crate::WriteGuard)). They differ only in name
+//! and in what their token means, so one macro writes them and their documentation.
+
+/// Defines a public guard type around a [`Holding`](crate::holding::Holding) of a recipe at a
+/// path, with `token`, `node`, `path`, `lost`, `suspended`, `fenced_write` and `release`.
+macro_rules! guard {
+    (
+        $(#[$attr:meta])*
+        $name:ident, token: $token_doc:literal
+    ) => {
+        $(#[$attr])*
+        #[must_use = "the guard releases its node as soon as it is dropped"]
+        #[clippy::has_significant_drop]
+        #[derive(Debug)]
+        pub struct $name {
+            holding: $crate::holding::Holding,
+            path: ::std::sync::Arc<str>,
+        }
+
+        impl $name {
+            pub(crate) fn new(holding: $crate::holding::Holding, path: ::std::sync::Arc<str>) -> Self {
+                Self { holding, path }
+            }
+
+            #[doc = $token_doc]
+            pub fn token(&self) -> $crate::FencingToken {
+                self.holding.token()
+            }
+
+            /// The full path of the holder's node, e.g. `/locks/x/_c_…-lock-0000000007`.
+            pub fn node(&self) -> &str {
+                self.holding.node()
+            }
+
+            /// The recipe's path.
+            pub fn path(&self) -> &str {
+                &self.path
+            }
+
+            /// Resolves when holding is lost or can no longer be proven, with the reason:
+            ///
+            /// - at once when the session expires or is closed;
+            /// - when anyone else deletes the holder's node;
+            /// - while the connection is silent, at the latest when the server could have
+            ///   expired the session: the session timeout (less a small margin) after the send
+            ///   time of the last request the server answered. The server heard from us no
+            ///   earlier than that, so it cannot have expired the session before;
+            /// - with [`LossReason::Released`](crate::LossReason::Released) if the guard is
+            ///   released meanwhile.
+            ///
+            /// Once resolved, holding stays lost: a later `lost()` returns the same reason at
+            /// once, and [fenced writes](Self::fenced_write) are refused. The future is
+            /// `'static`, so it can be moved into a task.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: it only watches. While pending, it keeps a watch on the holder's
+            /// node.
+            pub fn lost(&self) -> impl ::std::future::Future<Output = $crate::LossReason> + Send + 'static {
+                self.holding.lost()
+            }
+
+            /// Resolves as soon as the connection to ZooKeeper drops (or the session ends):
+            /// holding is then in doubt until the connection returns. Pause work that must not
+            /// run unfenced; [`lost`](Self::lost) tells when to stop for good.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: it only watches.
+            pub fn suspended(&self) -> impl ::std::future::Future<Output = ()> + Send + 'static {
+                self.holding.suspended()
+            }
+
+            /// A ZooKeeper multi-op that commits only while this guard's node exists. See
+            /// [`FencedWrite`](crate::FencedWrite).
+            pub fn fenced_write(&self) -> $crate::FencedWrite<'_> {
+                $crate::FencedWrite::new(&self.holding)
+            }
+
+            /// Releases by deleting the holder's node, retrying connection losses.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Lost`](crate::Error::Lost) if holding had already been lost — the node
+            /// was gone, the session had expired or was closed, or [`lost`](Self::lost) had
+            /// reported a loss: work done under it may have overlapped with another holder's.
+            /// (A silence that ended with the same ZooKeeper session answering again was no
+            /// loss: the session, and with it the node, lived on.)
+            /// [`Error::ZooKeeper`](crate::Error::ZooKeeper) if the delete failed otherwise;
+            /// the node is then deleted in the background.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: if the future is dropped, the node is deleted in the background.
+            pub async fn release(self) -> Result<(), $crate::Error> {
+                self.holding.release().await
+            }
+        }
+    };
+}
+
+pub(crate) use guard;

@@ -1,0 +1,193 @@
+//! [`ReadWriteLock`]: a fair distributed read-write lock with fencing tokens, in Curator's
+//! InterProcessReadWriteLock layout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::path::validate_recipe_path;
+use crate::queue::{self, Patience, Rule, Spec};
+use crate::session::Session;
+
+/// Curator's node names; both the same length, so that names sort alike.
+const READ_MARKER: &str = "__READ__";
+const WRITE_MARKER: &str = "__WRIT__";
+
+/// A fair distributed read-write lock: many readers or one writer at a time, granted in arrival
+/// order, so that a writer is never starved by readers that arrive after it.
+///
+/// Contenders create ephemeral sequential nodes `<path>/_c_<uuid>-__READ__<seq>` and
+/// `<path>/_c_<uuid>-__WRIT__<seq>` — the layout of Apache Curator's
+/// `InterProcessReadWriteLock` — in one directory, so they share one order. A writer holds when
+/// it is first of all nodes and watches the node just ahead of it; a reader holds when no
+/// writer is ahead of it and otherwise watches the nearest writer ahead. kazoo's `__rlock__`
+/// and `__lock__` nodes count as readers and writers; any other contender node counts as a
+/// writer. See `recipes/rwlock.md` for the algorithm and what happens under each failure.
+///
+/// Every guard has a [`FencingToken`](crate::FencingToken): writers' tokens strictly increase,
+/// and a reader's token lies between those of the writers before and after it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_recipes::Error> {
+/// use zk_recipes::{ReadWriteLock, Session};
+///
+/// let session = Session::connect("127.0.0.1:2181").await?;
+/// let lock = ReadWriteLock::new(&session, "/locks/catalog")?;
+/// let reader = lock.read().await?; // shared with other readers
+/// println!("reading under token {}", reader.token());
+/// reader.release().await?;
+///
+/// let writer = lock.write().await?; // alone
+/// writer.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReadWriteLock {
+    session: Session,
+    path: Arc<str>,
+    data: Arc<[u8]>,
+}
+
+impl ReadWriteLock {
+    /// A read-write lock on `path` (created on first use, as CONTAINER nodes, like Curator
+    /// does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] if `path` is not an absolute, canonical znode path, is the root,
+    /// or lies under `/zookeeper`.
+    pub fn new(session: &Session, path: &str) -> Result<Self, Error> {
+        validate_recipe_path(path)?;
+        Ok(Self { session: session.clone(), path: path.into(), data: Arc::new([]) })
+    }
+
+    /// Sets the data stored in this lock's contender nodes (default: empty), for example a host
+    /// name and process id, so that operators can see who holds or waits.
+    pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into().into();
+        self
+    }
+
+    /// The lock's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Waits for a read lock: until no writer that arrived earlier holds or waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the contender node (created, or possibly created) is deleted in the
+    /// session's background task, retried until the delete succeeds or the session ends.
+    pub async fn read(&self) -> Result<ReadGuard, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::Forever).await?;
+        Ok(ReadGuard::new(held.expect("waiting without a deadline ends only holding"), self.path.clone()))
+    }
+
+    /// Takes a read lock only if no writer holds or waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`read`](ReadWriteLock::read).
+    pub async fn try_read(&self) -> Result<Option<ReadGuard>, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::None).await?;
+        Ok(held.map(|held| ReadGuard::new(held, self.path.clone())))
+    }
+
+    /// Waits for a read lock for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`read`](ReadWriteLock::read).
+    pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::For(timeout)).await?;
+        Ok(ReadGuard::new(held.expect("a deadline ends in a timeout error, not in nothing"), self.path.clone()))
+    }
+
+    /// Waits for the write lock: until every reader and writer that arrived earlier is gone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`read`](ReadWriteLock::read).
+    pub async fn write(&self) -> Result<WriteGuard, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::Forever).await?;
+        Ok(WriteGuard::new(held.expect("waiting without a deadline ends only holding"), self.path.clone()))
+    }
+
+    /// Takes the write lock only if nobody holds or waits for the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](crate::Mutex::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`read`](ReadWriteLock::read).
+    pub async fn try_write(&self) -> Result<Option<WriteGuard>, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::None).await?;
+        Ok(held.map(|held| WriteGuard::new(held, self.path.clone())))
+    }
+
+    /// Waits for the write lock for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`read`](ReadWriteLock::read).
+    pub async fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard, Error> {
+        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::For(timeout)).await?;
+        Ok(WriteGuard::new(held.expect("a deadline ends in a timeout error, not in nothing"), self.path.clone()))
+    }
+
+    fn spec(&self, side: Side) -> Spec<'_> {
+        let (marker, rule) = match side {
+            Side::Read => (READ_MARKER, Rule::Reader),
+            Side::Write => (WRITE_MARKER, Rule::Exclusive),
+        };
+        Spec { dir: &self.path, marker, data: &self.data, rule }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+crate::guard::guard! {
+    /// Proof of holding a [`ReadWriteLock`] for reading, possibly together with other readers;
+    /// releases it when dropped (as a best effort, like [`MutexGuard`](crate::MutexGuard)).
+    ReadGuard,
+    token: "This reader's fencing token: larger than the token of every writer that held the \
+            lock before it, smaller than that of every writer after it. Readers' tokens are \
+            not exclusive: other readers may hold at the same time."
+}
+
+crate::guard::guard! {
+    /// Proof of holding a [`ReadWriteLock`] for writing, alone; releases it when dropped (as a
+    /// best effort, like [`MutexGuard`](crate::MutexGuard)).
+    WriteGuard,
+    token: "This writer's fencing token, larger than that of every earlier writer and reader \
+            of the path."
+}
