@@ -165,3 +165,23 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The server's watches (`wchp`) on `path` and its children: for each watched path, how many
+/// sessions watch it. Data and child watches are listed together.
+pub async fn watchers_under(cluster: &TestingCluster, path: &str) -> std::collections::BTreeMap<String, usize> {
+    let report = cluster.four_letter(0, "wchp").await.expect("wchp");
+    let mut watched = std::collections::BTreeMap::new();
+    let mut current = None;
+    for line in report.lines() {
+        if line.starts_with('/') {
+            let watched_path = line.trim_end().to_owned();
+            let relevant = watched_path == path || watched_path.starts_with(&format!("{path}/"));
+            current = relevant.then_some(watched_path);
+        } else if line.trim().starts_with("0x")
+            && let Some(watched_path) = &current
+        {
+            *watched.entry(watched_path.clone()).or_insert(0) += 1;
+        }
+    }
+    watched
+}
