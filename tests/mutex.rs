@@ -168,20 +168,13 @@ async fn one_release_wakes_exactly_one_waiter() {
     // Every node but the last is watched by exactly one session (its successor), and nobody
     // watches the directory's children.
     let watches = eventually("every waiter watches", PATIENCE, || async {
-        let watches = cluster.four_letter(0, "wchp").await.unwrap();
-        (watches.lines().filter(|l| l.starts_with("/herd/")).count() == WAITERS).then_some(watches)
+        let watches = common::watches(&cluster).await;
+        (watches.data_under("/herd").len() == WAITERS).then_some(watches)
     })
     .await;
-    assert!(!watches.lines().any(|l| l.trim_end() == "/herd"), "a child watch on the directory:\n{watches}");
-    let mut watched_by = Vec::new();
-    for line in watches.lines() {
-        if line.starts_with('/') {
-            watched_by.push(0);
-        } else if line.trim().starts_with("0x") {
-            *watched_by.last_mut().unwrap() += 1;
-        }
-    }
-    assert!(watched_by.iter().all(|&n| n == 1), "a node watched by several sessions:\n{watches}");
+    assert_eq!(watches.children, 0, "a child watch: {watches:#?}");
+    let watched_by = watches.data_under("/herd");
+    assert!(watched_by.values().all(|&n| n == 1), "a node watched by several sessions: {watched_by:#?}");
 
     for turn in 0..WAITERS {
         common::clear_recorded();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{children, children_of, eventually, observer, session, standalone, watchers_under};
+use common::{children, children_of, eventually, observer, session, standalone, watches};
 use rand::RngExt;
 use tokio::sync::mpsc;
 use zk_recipes::{Error, FencingToken, ReadWriteLock, Session, zk};
@@ -175,7 +175,9 @@ async fn readers_watch_the_nearest_writer_ahead() {
     nodes.sort_by_key(|n| n[n.len() - 10..].to_owned());
     let expected = [(0, 2), (2, 1), (3, 2)];
     let watchers = eventually("every waiter watches", PATIENCE, || async {
-        let watchers = watchers_under(&cluster, "/watch").await;
+        let watches = watches(&cluster).await;
+        assert_eq!(watches.children, 0, "nobody watches the directory's children");
+        let watchers = watches.data_under("/watch");
         (watchers.values().sum::<usize>() == 5).then_some(watchers)
     })
     .await;

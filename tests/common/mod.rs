@@ -166,22 +166,44 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The server's watches (`wchp`) on `path` and its children: for each watched path, how many
-/// sessions watch it. Data and child watches are listed together.
-pub async fn watchers_under(cluster: &TestingCluster, path: &str) -> std::collections::BTreeMap<String, usize> {
+/// The watches a server holds.
+#[derive(Debug)]
+pub struct Watches {
+    /// Data watches (`getData`/`exists`) per path: how many sessions watch it (`wchp`).
+    pub data: std::collections::BTreeMap<String, usize>,
+    /// Child watches (`getChildren`), all paths together. ZooKeeper 3.8 lists only data
+    /// watches by path, so this is the total watch count (`mntr`) less the data watches.
+    pub children: usize,
+}
+
+impl Watches {
+    /// The data watches on `path` and below.
+    pub fn data_under(&self, path: &str) -> std::collections::BTreeMap<String, usize> {
+        let below = format!("{path}/");
+        self.data.iter().filter(|(p, _)| *p == path || p.starts_with(&below)).map(|(p, n)| (p.clone(), *n)).collect()
+    }
+}
+
+/// The watches member 0 holds.
+pub async fn watches(cluster: &TestingCluster) -> Watches {
     let report = cluster.four_letter(0, "wchp").await.expect("wchp");
-    let mut watched = std::collections::BTreeMap::new();
+    let mut data = std::collections::BTreeMap::new();
     let mut current = None;
     for line in report.lines() {
         if line.starts_with('/') {
-            let watched_path = line.trim_end().to_owned();
-            let relevant = watched_path == path || watched_path.starts_with(&format!("{path}/"));
-            current = relevant.then_some(watched_path);
+            current = Some(line.trim_end().to_owned());
         } else if line.trim().starts_with("0x")
-            && let Some(watched_path) = &current
+            && let Some(path) = &current
         {
-            *watched.entry(watched_path.clone()).or_insert(0) += 1;
+            *data.entry(path.clone()).or_insert(0) += 1;
         }
     }
-    watched
+    let monitor = cluster.four_letter(0, "mntr").await.expect("mntr");
+    let total: usize = monitor
+        .lines()
+        .find_map(|line| line.strip_prefix("zk_watch_count"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("mntr reports zk_watch_count");
+    let children = total.checked_sub(data.values().sum()).expect("the total includes the data watches");
+    Watches { data, children }
 }
