@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{children, observer, session, standalone};
 use tokio::time::Instant;
 use zk_recipes::testing::{Fault, Proxy};
-use zk_recipes::{Error, Mutex, Session, zk};
+use zk_recipes::{Error, MAX_PERMITS, Mutex, ReadWriteLock, Semaphore, Session, zk};
 
 #[tokio::test]
 async fn bad_paths_are_rejected_with_the_reason() {
@@ -24,11 +24,37 @@ async fn bad_paths_are_rejected_with_the_reason() {
         ("/a/../b", "relative segments"),
     ];
     for (path, expected) in cases {
-        let err = Mutex::new(&session, path).unwrap_err();
-        assert!(matches!(&err, Error::InvalidPath { path: p, .. } if p == path), "{path:?}: {err:?}");
-        let message = err.to_string();
-        assert!(message.contains(expected), "{path:?}: {message}");
+        let errors = [
+            Mutex::new(&session, path).unwrap_err(),
+            ReadWriteLock::new(&session, path).unwrap_err(),
+            Semaphore::new(&session, path, 1).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(matches!(&err, Error::InvalidPath { path: p, .. } if p == path), "{path:?}: {err:?}");
+            let message = err.to_string();
+            assert!(message.contains(expected), "{path:?}: {message}");
+        }
     }
+}
+
+#[tokio::test]
+async fn impossible_permit_counts_are_rejected_before_touching_the_server() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let session = session(&connect, Duration::from_secs(4)).await;
+    for permits in [0, MAX_PERMITS + 1, u32::MAX] {
+        let err = Semaphore::new(&session, "/sem", permits).unwrap_err();
+        assert_eq!(err, Error::InvalidPermits { requested: permits, limit: MAX_PERMITS });
+        assert!(err.to_string().contains(&format!("use 1 to {MAX_PERMITS}")), "{err}");
+    }
+    let semaphore = Semaphore::new(&session, "/sem", 3).unwrap();
+    for count in [0, 4] {
+        let err = semaphore.acquire_many(count).await.unwrap_err();
+        assert_eq!(err, Error::InvalidPermits { requested: count, limit: 3 });
+        let err = semaphore.acquire_many_timeout(count, Duration::from_secs(1)).await.unwrap_err();
+        assert_eq!(err, Error::InvalidPermits { requested: count, limit: 3 });
+    }
+    assert!(observer(&connect).await.check_stat("/sem").await.unwrap().is_none(), "nothing was created");
 }
 
 #[tokio::test]
@@ -85,6 +111,13 @@ async fn missing_permission_is_a_typed_error_and_leaves_nothing() {
     // ... and no contender node in an existing directory.
     let err = Mutex::new(&stranger, "/protected/existing").unwrap().lock().await.unwrap_err();
     assert_eq!(err, Error::NoAuth { path: "/protected/existing".into() });
+    // The same for the other recipes.
+    let err = ReadWriteLock::new(&stranger, "/protected/existing").unwrap().write().await.unwrap_err();
+    assert_eq!(err, Error::NoAuth { path: "/protected/existing".into() });
+    let err = ReadWriteLock::new(&stranger, "/protected/existing").unwrap().try_read().await.unwrap_err();
+    assert_eq!(err, Error::NoAuth { path: "/protected/existing".into() });
+    let err = Semaphore::new(&stranger, "/protected/sem", 2).unwrap().acquire().await.unwrap_err();
+    assert_eq!(err, Error::NoAuth { path: "/protected/sem/locks".into() });
     let observer = observer(&connect).await;
     assert!(children(&observer, "/protected/existing").await.is_empty());
     assert_eq!(children(&observer, "/protected").await, ["existing"]);

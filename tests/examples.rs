@@ -56,3 +56,22 @@ fn the_mutex_example_holds_works_and_releases() {
     assert!(out.contains("holding /jobs/nightly-report/_c_") && out.contains("fencing token"), "{out}");
     assert!(out.contains("released"), "{out}");
 }
+
+#[test]
+fn the_rwlock_example_shares_reads_and_lets_the_writer_in_before_a_late_reader() {
+    let out = run("rwlock");
+    assert!(!out.contains("bug!"), "{out}");
+    let position = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{out}"));
+    assert_eq!(out.matches(": v1: apples 3").count(), 3, "three readers read together:\n{out}");
+    assert!(position("early readers released") < position("writer holds the write lock alone"), "{out}");
+    assert!(position("writer committed v2") < position("late reader reads"), "{out}");
+    assert!(out.contains("late reader reads under token") && out.contains(": v2: apples 4"), "{out}");
+}
+
+#[test]
+fn the_semaphore_example_never_exceeds_its_permits() {
+    let out = run("semaphore");
+    assert_eq!(out.matches(" calls the API ").count(), 8, "{out}");
+    assert!(out.contains("at most 3 in flight with 3 permits"), "{out}");
+    assert!(!out.contains("4 in flight"), "{out}");
+}
