@@ -1,7 +1,7 @@
-//! `make bench`: the uncontended mutex cycle (lock + release) against two raw-client floors on
-//! one session — an ephemeral-sequential create + delete, and the same with the `getChildren`
-//! every lock protocol needs sent along with the create — in interleaved rounds on one
-//! standalone server, so that machine noise falls on all alike.
+//! `make bench`: the uncontended cycle (acquire + release) of every recipe against two
+//! raw-client floors on one session — an ephemeral-sequential create + delete, and the same
+//! with the `getChildren` every lock protocol needs sent along with the create — in interleaved
+//! rounds on one standalone server, so that machine noise falls on all alike.
 //!
 //! Run with `cargo run --release --example bench [-- --rounds N --cycles N --no-fsync]`.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use zk_recipes::testing::TestingCluster;
-use zk_recipes::{Mutex, Session, zk};
+use zk_recipes::{Mutex, ReadWriteLock, Semaphore, Session, zk};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -46,70 +46,109 @@ async fn main() -> Result<()> {
     let cluster = builder.start().await?;
     let servers = cluster.connect_string();
     let session = Session::connect(&servers).await?;
-    let mutex = Mutex::new(&session, "/bench/lock")?;
+    let recipes = Recipes {
+        mutex: Mutex::new(&session, "/bench/lock")?,
+        rwlock: ReadWriteLock::new(&session, "/bench/rw")?,
+        semaphore: Semaphore::new(&session, "/bench/sem", 2)?,
+    };
     let raw = zk::Client::connect(&servers).await?;
     let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     raw.mkdir("/bench/raw", &persistent).await?;
 
-    let warmup = options.cycles * 2;
-    run(&raw, &mutex, Which::Floor, warmup).await?;
-    run(&raw, &mutex, Which::Mutex, warmup).await?;
-    let (mut floor, mut ours, mut piped) = (Vec::new(), Vec::new(), Vec::new());
+    for which in Which::ALL {
+        run(&raw, &recipes, which, options.cycles * 2).await?;
+    }
+    let mut samples = vec![Vec::new(); Which::ALL.len()];
     for round in 0..options.rounds {
-        // Alternate which goes first, so neither always runs on a warmer server.
-        let order = if round % 2 == 0 {
-            [Which::Floor, Which::Pipelined, Which::Mutex]
-        } else {
-            [Which::Mutex, Which::Pipelined, Which::Floor]
-        };
+        // Alternate the order, so that none always runs on a warmer server.
+        let mut order = Which::ALL;
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for which in order {
-            let samples = run(&raw, &mutex, which, options.cycles).await?;
-            match which {
-                Which::Floor => floor.extend(samples),
-                Which::Mutex => ours.extend(samples),
-                Which::Pipelined => piped.extend(samples),
-            }
+            samples[which as usize].extend(run(&raw, &recipes, which, options.cycles).await?);
         }
     }
-    let (floor, piped, ours) = (Stats::of(floor), Stats::of(piped), Stats::of(ours));
+    let stats: Vec<Stats> = samples.into_iter().map(Stats::of).collect();
+    let floor = &stats[Which::Floor as usize];
+    let piped = &stats[Which::Pipelined as usize];
     println!(
         "uncontended cycle, standalone ZooKeeper 3.8 (fsync {}), {} rounds x {} cycles",
         if options.fsync { "on" } else { "off" },
         options.rounds,
         options.cycles
     );
-    println!("{:<44} {:>9} {:>9}", "", "p50", "p99");
-    println!("{:<44} {:>9} {:>9}", "raw create + delete (floor)", ms(floor.p50), ms(floor.p99));
-    println!("{:<44} {:>9} {:>9}", "raw create+getChildren in one flight, delete", ms(piped.p50), ms(piped.p99));
-    println!("{:<44} {:>9} {:>9}", "zk-recipes Mutex lock + release", ms(ours.p50), ms(ours.p99));
-    println!("{:<44} {:>8.2}x {:>8.2}x", "Mutex / floor", ratio(ours.p50, floor.p50), ratio(ours.p99, floor.p99));
+    println!("{:<46} {:>9} {:>9} {:>9} {:>11}", "", "p50", "p99", "/ floor", "/ pipelined");
+    for which in Which::ALL {
+        let s = &stats[which as usize];
+        println!(
+            "{:<46} {:>9} {:>9} {:>8.2}x {:>10.2}x",
+            which.label(),
+            ms(s.p50),
+            ms(s.p99),
+            ratio(s.p50, floor.p50),
+            ratio(s.p50, piped.p50)
+        );
+    }
+    let field = |pick: fn(&Stats) -> Duration| {
+        Which::ALL
+            .iter()
+            .map(|w| format!("\"{}\":{}", w.key(), pick(&stats[*w as usize]).as_micros()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     println!(
-        "{:<44} {:>8.2}x {:>8.2}x",
-        "Mutex / pipelined protocol",
-        ratio(ours.p50, piped.p50),
-        ratio(ours.p99, piped.p99)
-    );
-    println!(
-        "{{\"bench\":\"uncontended\",\"fsync\":{},\"p50_us\":{{\"floor\":{},\"pipelined\":{},\"mutex\":{}}},\"p99_us\":{{\"floor\":{},\"pipelined\":{},\"mutex\":{}}}}}",
+        "{{\"bench\":\"uncontended\",\"fsync\":{},\"p50_us\":{{{}}},\"p99_us\":{{{}}}}}",
         options.fsync,
-        floor.p50.as_micros(),
-        piped.p50.as_micros(),
-        ours.p50.as_micros(),
-        floor.p99.as_micros(),
-        piped.p99.as_micros(),
-        ours.p99.as_micros()
+        field(|s| s.p50),
+        field(|s| s.p99)
     );
     Ok(())
+}
+
+struct Recipes {
+    mutex: Mutex,
+    rwlock: ReadWriteLock,
+    semaphore: Semaphore,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Which {
     Floor,
-    Mutex,
     Pipelined,
+    Mutex,
+    Read,
+    Write,
+    Semaphore,
 }
 
-async fn run(raw: &zk::Client, mutex: &Mutex, which: Which, cycles: usize) -> Result<Vec<Duration>> {
+impl Which {
+    const ALL: [Which; 6] = [Which::Floor, Which::Pipelined, Which::Mutex, Which::Read, Which::Write, Which::Semaphore];
+
+    fn label(self) -> &'static str {
+        match self {
+            Which::Floor => "raw create + delete (floor)",
+            Which::Pipelined => "raw create+getChildren in one flight, delete",
+            Which::Mutex => "Mutex lock + release",
+            Which::Read => "ReadWriteLock read + release",
+            Which::Write => "ReadWriteLock write + release",
+            Which::Semaphore => "Semaphore acquire + release",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Which::Floor => "floor",
+            Which::Pipelined => "pipelined",
+            Which::Mutex => "mutex",
+            Which::Read => "read",
+            Which::Write => "write",
+            Which::Semaphore => "semaphore",
+        }
+    }
+}
+
+async fn run(raw: &zk::Client, recipes: &Recipes, which: Which, cycles: usize) -> Result<Vec<Duration>> {
     let sequential = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     let mut samples = Vec::with_capacity(cycles);
     for _ in 0..cycles {
@@ -119,7 +158,6 @@ async fn run(raw: &zk::Client, mutex: &Mutex, which: Which, cycles: usize) -> Re
                 let (_, sequence) = raw.create("/bench/raw/n-", b"", &sequential).await?;
                 raw.delete(&format!("/bench/raw/n-{sequence}"), None).await?;
             }
-            Which::Mutex => mutex.lock().await?.release().await?,
             Which::Pipelined => {
                 let create = raw.create("/bench/raw/n-", b"", &sequential);
                 let list = raw.get_children("/bench/raw");
@@ -128,6 +166,10 @@ async fn run(raw: &zk::Client, mutex: &Mutex, which: Which, cycles: usize) -> Re
                 listed?;
                 raw.delete(&format!("/bench/raw/n-{sequence}"), None).await?;
             }
+            Which::Mutex => recipes.mutex.lock().await?.release().await?,
+            Which::Read => recipes.rwlock.read().await?.release().await?,
+            Which::Write => recipes.rwlock.write().await?.release().await?,
+            Which::Semaphore => recipes.semaphore.acquire().await?.release().await?,
         }
         samples.push(started.elapsed());
     }
