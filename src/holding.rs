@@ -107,13 +107,18 @@ impl Holding {
         }
     }
 
-    /// Gives the node up without waiting: the delete goes out from the session's background
-    /// task. For holdings that are a means, not an end (a semaphore's internal mutex).
+    /// Gives the node up without waiting for the delete's reply. The delete is sent at once, so
+    /// the server runs it before any later request of this session. For holdings that are a
+    /// means, not an end (a semaphore's internal mutex).
     pub(crate) fn release_in_background(mut self) {
         self.released = true;
         let _ = self.loss.set(LossReason::Released);
         tracing::debug!(node = %self.node, held_ms = self.since.elapsed().as_millis() as u64, "handing back");
-        Target::Node(std::mem::take(&mut self.node)).schedule(&self.session, self.generation);
+        let target = Target::Node(std::mem::take(&mut self.node));
+        // Without a client the session is over, and the node with it.
+        if let Ok(client) = self.client() {
+            target.send_and_schedule(&client, &self.session, self.generation);
+        }
     }
 
     /// The client of the ZooKeeper session the node belongs to, or why that session is over.

@@ -27,6 +27,11 @@ const WRITE_MARKER: &str = "__WRIT__";
 /// Every guard has a [`FencingToken`](crate::FencingToken): writers' tokens strictly increase,
 /// and a reader's token lies between those of the writers before and after it.
 ///
+/// The lock is not reentrant, and a holder cannot switch sides: asking for the read lock while
+/// holding the write lock (or the other way round) queues behind one's own node and waits
+/// forever. Release first. (Curator lets a writer take the read lock to downgrade; this lock
+/// respects such downgrades by Curator processes but does not offer them.)
+///
 /// # Examples
 ///
 /// ```no_run

@@ -125,7 +125,10 @@ impl Semaphore {
 
     /// Waits for `count` leases at once, in arrival order: they are taken together while
     /// holding the internal mutex, so two multi-lease acquisitions cannot each end up holding
-    /// part of what they need and wait for each other.
+    /// part of what they need and wait for each other. (Curator's `acquire(n)` takes its leases
+    /// one by one, releasing the mutex in between: mixed with it, that deadlock is possible
+    /// again; see `recipes/semaphore.md`.) A process that holds leases and asks for more than
+    /// remain free waits for itself, and everyone else waits behind it.
     ///
     /// # Errors
     ///
@@ -140,11 +143,15 @@ impl Semaphore {
         Ok(lease.expect("waiting without a deadline ends only holding"))
     }
 
-    /// Waits for one lease for at most `timeout`.
+    /// Waits for one lease for at most `timeout` (which covers waiting for the internal mutex
+    /// and for a free permit; `Duration::MAX` waits forever).
     ///
     /// # Errors
     ///
-    /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    /// [`Error::Timeout`] with the semaphore's path when the time is up. The node being waited
+    /// with has been deleted by then (unless the connection is down or the delete takes over a
+    /// second; the call then returns anyway, at most a second late); the attempt's other nodes
+    /// are deleted in the background. Otherwise as [`Mutex::lock`](crate::Mutex::lock).
     ///
     /// # Cancel safety
     ///
@@ -158,7 +165,7 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`acquire_many`](Semaphore::acquire_many) and
-    /// [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    /// [`acquire_timeout`](Semaphore::acquire_timeout).
     ///
     /// # Cancel safety
     ///
@@ -169,8 +176,9 @@ impl Semaphore {
     }
 
     /// Takes a lease only if one is free and no other acquisition is under way at this moment
-    /// (the internal mutex is free). To wait behind brief acquisitions of others, use
-    /// [`acquire_timeout`](Semaphore::acquire_timeout) with a short timeout.
+    /// (the internal mutex is free; a node of an abandoned attempt that still awaits its
+    /// background delete counts as under way). To wait behind brief acquisitions of others,
+    /// use [`acquire_timeout`](Semaphore::acquire_timeout) with a short timeout.
     ///
     /// # Errors
     ///
@@ -187,21 +195,32 @@ impl Semaphore {
         if !(1..=self.permits).contains(&count) {
             return Err(Error::InvalidPermits { requested: count, limit: self.permits });
         }
+        // Huge timeouts mean no deadline (as `tokio::time::timeout` treats them).
         let deadline = match patience {
-            Patience::For(allowed) => Some((Instant::now() + allowed, allowed)),
+            Patience::For(allowed) => Instant::now().checked_add(allowed).map(|at| (at, allowed)),
             Patience::Forever | Patience::None => None,
         };
         // Each phase may use what the earlier ones left of the caller's time.
         let left = || match deadline {
             Some((at, _)) => Patience::For(at.saturating_duration_since(Instant::now())),
-            None => patience,
+            None if matches!(patience, Patience::None) => Patience::None,
+            None => Patience::Forever,
         };
         let timed_out = |err| match (err, deadline) {
             (Error::Timeout { .. }, Some((_, after))) => Error::Timeout { path: self.path.to_string(), after },
             (err, _) => err,
         };
+        let session = match deadline {
+            Some((at, after)) => tokio::time::timeout_at(at, self.session.current())
+                .await
+                .map_err(|_| Error::Timeout { path: self.path.to_string(), after })??,
+            None => self.session.current().await?,
+        };
+        // The gate and every lease must belong to one ZooKeeper session: a lease created in a
+        // later session would be counted without holding the gate.
         let gate = Spec { dir: &self.locks, marker: "lock-", data: &self.data, rule: Rule::Exclusive };
-        let Some(gate) = queue::acquire(&self.session, &gate, left()).await.map_err(timed_out)? else {
+        let Some(gate) = queue::acquire_in(&self.session, session.clone(), &gate, left()).await.map_err(timed_out)?
+        else {
             return Ok(None);
         };
         let lease = Spec {
@@ -213,7 +232,7 @@ impl Semaphore {
         let mut holdings = Vec::with_capacity(count as usize);
         for _ in 0..count {
             // On an early return, the leases taken so far and the gate are dropped: deleted.
-            match queue::acquire(&self.session, &lease, left()).await.map_err(timed_out)? {
+            match queue::acquire_in(&self.session, session.clone(), &lease, left()).await.map_err(timed_out)? {
                 Some(holding) => holdings.push(holding),
                 None => return Ok(None),
             }

@@ -55,6 +55,9 @@ async fn impossible_permit_counts_are_rejected_before_touching_the_server() {
         assert_eq!(err, Error::InvalidPermits { requested: count, limit: 3 });
     }
     assert!(observer(&connect).await.check_stat("/sem").await.unwrap().is_none(), "nothing was created");
+    // A timeout too large to add to the clock means no deadline, not a panic.
+    semaphore.acquire_timeout(Duration::MAX).await.unwrap().release().await.unwrap();
+    semaphore.acquire_many_timeout(3, Duration::MAX).await.unwrap().release().await.unwrap();
 }
 
 #[tokio::test]

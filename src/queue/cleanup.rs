@@ -24,23 +24,41 @@ impl Target {
     /// ZooKeeper session of `generation` has ended (which deletes it too). Never blocks.
     pub(crate) fn schedule(self, session: &Session, generation: u64) {
         tracing::debug!(target = ?self, "cleanup scheduled");
+        session.in_background(generation, Box::new(move |client| Box::pin(async move { self.finish(&client).await })));
+    }
+
+    /// Sends the delete of a node right away, so that the server runs it before anything this
+    /// session sends later, and leaves awaiting the reply — and any retry — to the background
+    /// task. Never blocks.
+    pub(crate) fn send_and_schedule(self, client: &zk::Client, session: &Session, generation: u64) {
+        let Target::Node(path) = &self else { return self.schedule(session, generation) };
+        tracing::debug!(target = ?self, "cleanup sent");
+        let sent = client.delete(path, None);
         session.in_background(
             generation,
             Box::new(move |client| {
                 Box::pin(async move {
-                    match self.delete(&client).await {
-                        Ok(_) => tracing::debug!(target = ?self, "cleaned up"),
-                        Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => {
-                            tracing::debug!(target = ?self, "node ended with its session")
-                        }
-                        Err(err) => tracing::error!(
-                            target = ?self, error = %err,
-                            "cannot delete a contender node; it stays until its session ends"
-                        ),
+                    match sent.await {
+                        Ok(()) | Err(zk::Error::NoNode) => tracing::debug!(target = ?self, "cleaned up"),
+                        Err(_) => self.finish(&client).await,
                     }
                 })
             }),
         );
+    }
+
+    /// Deletes the target with retries and reports the outcome.
+    async fn finish(&self, client: &zk::Client) {
+        match self.delete(client).await {
+            Ok(_) => tracing::debug!(target = ?self, "cleaned up"),
+            Err(zk::Error::SessionExpired | zk::Error::ClientClosed) => {
+                tracing::debug!(target = ?self, "node ended with its session")
+            }
+            Err(err) => tracing::error!(
+                target = ?self, error = %err,
+                "cannot delete a contender node; it stays until its session ends"
+            ),
+        }
     }
 
     /// Deletes the target now, retrying connection losses with backoff. `Ok(true)` if this

@@ -55,6 +55,27 @@ pub(crate) enum Patience {
 /// Cancel safe: a dropped future deletes the node it created or may have created, in the
 /// session's background task.
 pub(crate) async fn acquire(session: &Session, spec: &Spec<'_>, patience: Patience) -> Result<Option<Holding>, Error> {
+    acquire_within(session, None, spec, patience).await
+}
+
+/// [`acquire`] in one given ZooKeeper session (a client and its generation), for recipes
+/// whose steps must all happen in the same session: if it has ended, this fails with
+/// [`Error::SessionExpired`] rather than continue in a new one.
+pub(crate) async fn acquire_in(
+    session: &Session,
+    pinned: (zk::Client, u64),
+    spec: &Spec<'_>,
+    patience: Patience,
+) -> Result<Option<Holding>, Error> {
+    acquire_within(session, Some(pinned), spec, patience).await
+}
+
+async fn acquire_within(
+    session: &Session,
+    pinned: Option<(zk::Client, u64)>,
+    spec: &Spec<'_>,
+    patience: Patience,
+) -> Result<Option<Holding>, Error> {
     let span = tracing::debug_span!(
         "acquire",
         path = spec.dir,
@@ -63,7 +84,7 @@ pub(crate) async fn acquire(session: &Session, spec: &Spec<'_>, patience: Patien
         token = tracing::field::Empty,
     );
     let mut attempt = None;
-    let contend = contend(session, spec, patience, &mut attempt);
+    let contend = contend(session, pinned, spec, patience, &mut attempt);
     let outcome = match patience {
         Patience::For(allowed) => match tokio::time::timeout(allowed, contend).instrument(span.clone()).await {
             Ok(outcome) => outcome,
@@ -90,11 +111,18 @@ pub(crate) async fn acquire(session: &Session, spec: &Spec<'_>, patience: Patien
 /// Creates the attempt, enqueues it and waits per `patience`; `Ok(true)` once it may proceed.
 async fn contend<'s>(
     session: &'s Session,
+    pinned: Option<(zk::Client, u64)>,
     spec: &Spec<'_>,
     patience: Patience,
     attempt: &mut Option<Attempt<'s>>,
 ) -> Result<bool, Error> {
-    let (client, generation) = session.current().await?;
+    let (client, generation) = match pinned {
+        Some((client, generation)) => match session.ended(generation) {
+            Some(reason) => return Err(ended(reason)),
+            None => (client, generation),
+        },
+        None => session.current().await?,
+    };
     tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
     let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
     let children = attempt.enqueue(spec.data).await?;
