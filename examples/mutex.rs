@@ -10,14 +10,7 @@ use zk_recipes::{Error, Mutex, Session};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (_local, servers) = match std::env::var("ZK_SERVERS") {
-        Ok(servers) => (None, servers),
-        Err(_) => {
-            let cluster = TestingCluster::standalone().await?;
-            let servers = cluster.connect_string();
-            (Some(cluster), servers)
-        }
-    };
+    let (servers, _local) = TestingCluster::from_env_or_standalone("ZK_SERVERS").await?;
     let session = Session::builder().session_timeout(Duration::from_secs(6)).connect(&servers).await?;
     let host = format!("{}:{}", hostname(), std::process::id());
     let mutex = Mutex::new(&session, "/jobs/nightly-report")?.with_data(host);

@@ -16,14 +16,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let (_local, servers) = match std::env::var("ZK_SERVERS") {
-        Ok(servers) => (None, servers),
-        Err(_) => {
-            let cluster = TestingCluster::standalone().await?;
-            let servers = cluster.connect_string();
-            (Some(cluster), servers)
-        }
-    };
+    let (servers, _local) = TestingCluster::from_env_or_standalone("ZK_SERVERS").await?;
     // Each participant has its own session, as separate processes would.
     let connect = || Session::builder().session_timeout(Duration::from_secs(6)).connect(&servers);
     let admin = connect().await?;

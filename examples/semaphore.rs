@@ -16,14 +16,7 @@ const WORKERS: usize = 8;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (_local, servers) = match std::env::var("ZK_SERVERS") {
-        Ok(servers) => (None, servers),
-        Err(_) => {
-            let cluster = TestingCluster::standalone().await?;
-            let servers = cluster.connect_string();
-            (Some(cluster), servers)
-        }
-    };
+    let (servers, _local) = TestingCluster::from_env_or_standalone("ZK_SERVERS").await?;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();

@@ -57,6 +57,7 @@ mod holding;
 mod mutex;
 mod path;
 mod queue;
+mod recipe;
 mod retry;
 mod rwlock;
 mod semaphore;

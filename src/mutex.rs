@@ -1,13 +1,12 @@
 //! [`Mutex`]: a fair (FIFO) distributed mutex with fencing tokens, in Curator's
 //! InterProcessMutex layout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::holding::Holding;
-use crate::path::validate_recipe_path;
-use crate::queue::{self, Patience, Spec};
+use crate::queue::Rule;
+use crate::recipe::Recipe;
 use crate::session::Session;
 
 /// Curator's node name for InterProcessMutex and LeaderSelector.
@@ -46,9 +45,7 @@ const MARKER: &str = "lock-";
 /// ```
 #[derive(Debug, Clone)]
 pub struct Mutex {
-    session: Session,
-    path: Arc<str>,
-    data: Arc<[u8]>,
+    recipe: Recipe,
 }
 
 impl Mutex {
@@ -59,20 +56,19 @@ impl Mutex {
     /// [`Error::InvalidPath`] if `path` is not an absolute, canonical znode path, is the root,
     /// or lies under `/zookeeper`.
     pub fn new(session: &Session, path: &str) -> Result<Self, Error> {
-        validate_recipe_path(path)?;
-        Ok(Self { session: session.clone(), path: path.into(), data: Arc::new([]) })
+        Ok(Self { recipe: Recipe::new(session, path)? })
     }
 
     /// Sets the data stored in this mutex's contender nodes (default: empty), for example a
     /// host name and process id, so that operators can see who holds or waits.
     pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
-        self.data = data.into().into();
+        self.recipe.set_data(data);
         self
     }
 
     /// The mutex's path.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.recipe.path
     }
 
     /// Waits for the lock, in arrival order.
@@ -94,8 +90,7 @@ impl Mutex {
     /// contender node (created, or possibly created) is deleted in the session's background
     /// task, retried until the delete succeeds or the session ends.
     pub async fn lock(&self) -> Result<MutexGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(), Patience::Forever).await?;
-        Ok(self.guard(held.expect("waiting without a deadline ends only holding")))
+        Ok(self.guard(self.recipe.wait(MARKER, Rule::Exclusive, None).await?))
     }
 
     /// Takes the lock only if nobody holds or waits for it.
@@ -111,8 +106,7 @@ impl Mutex {
     ///
     /// Cancel safe: as [`lock`](Mutex::lock).
     pub async fn try_lock(&self) -> Result<Option<MutexGuard>, Error> {
-        let held = queue::acquire(&self.session, &self.spec(), Patience::None).await?;
-        Ok(held.map(|held| self.guard(held)))
+        Ok(self.recipe.try_hold(MARKER, Rule::Exclusive).await?.map(|held| self.guard(held)))
     }
 
     /// Waits for the lock for at most `timeout`.
@@ -128,16 +122,11 @@ impl Mutex {
     ///
     /// Cancel safe: as [`lock`](Mutex::lock).
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(), Patience::For(timeout)).await?;
-        Ok(self.guard(held.expect("a deadline ends in a timeout error, not in nothing")))
-    }
-
-    fn spec(&self) -> Spec<'_> {
-        Spec { dir: &self.path, marker: MARKER, data: &self.data, rule: queue::Rule::Exclusive }
+        Ok(self.guard(self.recipe.wait(MARKER, Rule::Exclusive, Some(timeout)).await?))
     }
 
     fn guard(&self, holding: Holding) -> MutexGuard {
-        MutexGuard::new(holding, self.path.clone())
+        MutexGuard::new(holding, self.recipe.path.clone())
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::path::validate_recipe_path;
-use crate::queue::{self, Patience, Rule, Spec};
+use crate::queue::Rule;
+use crate::recipe::Recipe;
 use crate::session::Session;
 
 /// Curator's node names; both the same length, so that names sort alike.
@@ -50,9 +50,7 @@ const WRITE_MARKER: &str = "__WRIT__";
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReadWriteLock {
-    session: Session,
-    path: Arc<str>,
-    data: Arc<[u8]>,
+    recipe: Recipe,
 }
 
 impl ReadWriteLock {
@@ -64,20 +62,19 @@ impl ReadWriteLock {
     /// [`Error::InvalidPath`] if `path` is not an absolute, canonical znode path, is the root,
     /// or lies under `/zookeeper`.
     pub fn new(session: &Session, path: &str) -> Result<Self, Error> {
-        validate_recipe_path(path)?;
-        Ok(Self { session: session.clone(), path: path.into(), data: Arc::new([]) })
+        Ok(Self { recipe: Recipe::new(session, path)? })
     }
 
     /// Sets the data stored in this lock's contender nodes (default: empty), for example a host
     /// name and process id, so that operators can see who holds or waits.
     pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
-        self.data = data.into().into();
+        self.recipe.set_data(data);
         self
     }
 
     /// The lock's path.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.recipe.path
     }
 
     /// Waits for a read lock: until no writer that arrived earlier holds or waits.
@@ -91,8 +88,7 @@ impl ReadWriteLock {
     /// Cancel safe: the contender node (created, or possibly created) is deleted in the
     /// session's background task, retried until the delete succeeds or the session ends.
     pub async fn read(&self) -> Result<ReadGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::Forever).await?;
-        Ok(ReadGuard::new(held.expect("waiting without a deadline ends only holding"), self.path.clone()))
+        Ok(ReadGuard::new(self.recipe.wait(READ_MARKER, Rule::Reader, None).await?, self.path_arc()))
     }
 
     /// Takes a read lock only if no writer holds or waits.
@@ -105,8 +101,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn try_read(&self) -> Result<Option<ReadGuard>, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::None).await?;
-        Ok(held.map(|held| ReadGuard::new(held, self.path.clone())))
+        Ok(self.recipe.try_hold(READ_MARKER, Rule::Reader).await?.map(|held| ReadGuard::new(held, self.path_arc())))
     }
 
     /// Waits for a read lock for at most `timeout`.
@@ -119,8 +114,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Read), Patience::For(timeout)).await?;
-        Ok(ReadGuard::new(held.expect("a deadline ends in a timeout error, not in nothing"), self.path.clone()))
+        Ok(ReadGuard::new(self.recipe.wait(READ_MARKER, Rule::Reader, Some(timeout)).await?, self.path_arc()))
     }
 
     /// Waits for the write lock: until every reader and writer that arrived earlier is gone.
@@ -133,8 +127,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn write(&self) -> Result<WriteGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::Forever).await?;
-        Ok(WriteGuard::new(held.expect("waiting without a deadline ends only holding"), self.path.clone()))
+        Ok(WriteGuard::new(self.recipe.wait(WRITE_MARKER, Rule::Exclusive, None).await?, self.path_arc()))
     }
 
     /// Takes the write lock only if nobody holds or waits for the lock.
@@ -147,8 +140,8 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn try_write(&self) -> Result<Option<WriteGuard>, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::None).await?;
-        Ok(held.map(|held| WriteGuard::new(held, self.path.clone())))
+        let held = self.recipe.try_hold(WRITE_MARKER, Rule::Exclusive).await?;
+        Ok(held.map(|held| WriteGuard::new(held, self.path_arc())))
     }
 
     /// Waits for the write lock for at most `timeout`.
@@ -161,23 +154,12 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard, Error> {
-        let held = queue::acquire(&self.session, &self.spec(Side::Write), Patience::For(timeout)).await?;
-        Ok(WriteGuard::new(held.expect("a deadline ends in a timeout error, not in nothing"), self.path.clone()))
+        Ok(WriteGuard::new(self.recipe.wait(WRITE_MARKER, Rule::Exclusive, Some(timeout)).await?, self.path_arc()))
     }
 
-    fn spec(&self, side: Side) -> Spec<'_> {
-        let (marker, rule) = match side {
-            Side::Read => (READ_MARKER, Rule::Reader),
-            Side::Write => (WRITE_MARKER, Rule::Exclusive),
-        };
-        Spec { dir: &self.path, marker, data: &self.data, rule }
+    fn path_arc(&self) -> Arc<str> {
+        self.recipe.path.clone()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Side {
-    Read,
-    Write,
 }
 
 crate::guard::guard! {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, LossReason};
 use crate::holding::Holding;
-use crate::path::validate_recipe_path;
 use crate::queue::{self, Patience, Rule, Spec};
+use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;
 
@@ -59,12 +59,10 @@ pub const MAX_PERMITS: u32 = 4096;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Semaphore {
-    session: Session,
-    path: Arc<str>,
+    recipe: Recipe,
     locks: String,
     leases: String,
     permits: u32,
-    data: Arc<[u8]>,
 }
 
 impl Semaphore {
@@ -77,30 +75,23 @@ impl Semaphore {
     ///   root, or lies under `/zookeeper`;
     /// - [`Error::InvalidPermits`] if `permits` is 0 or above [`MAX_PERMITS`].
     pub fn new(session: &Session, path: &str, permits: u32) -> Result<Self, Error> {
-        validate_recipe_path(path)?;
+        let recipe = Recipe::new(session, path)?;
         if !(1..=MAX_PERMITS).contains(&permits) {
             return Err(Error::InvalidPermits { requested: permits, limit: MAX_PERMITS });
         }
-        Ok(Self {
-            session: session.clone(),
-            path: path.into(),
-            locks: format!("{path}/locks"),
-            leases: format!("{path}/leases"),
-            permits,
-            data: Arc::new([]),
-        })
+        Ok(Self { recipe, locks: format!("{path}/locks"), leases: format!("{path}/leases"), permits })
     }
 
     /// Sets the data stored in this semaphore's nodes (default: empty), for example a host name
     /// and process id, so that operators can see who holds or waits.
     pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
-        self.data = data.into().into();
+        self.recipe.set_data(data);
         self
     }
 
     /// The semaphore's path.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.recipe.path
     }
 
     /// The number of permits.
@@ -207,39 +198,40 @@ impl Semaphore {
             None => Patience::Forever,
         };
         let timed_out = |err| match (err, deadline) {
-            (Error::Timeout { .. }, Some((_, after))) => Error::Timeout { path: self.path.to_string(), after },
+            (Error::Timeout { .. }, Some((_, after))) => Error::Timeout { path: self.recipe.path.to_string(), after },
             (err, _) => err,
         };
         let session = match deadline {
-            Some((at, after)) => tokio::time::timeout_at(at, self.session.current())
+            Some((at, after)) => tokio::time::timeout_at(at, self.recipe.session.current())
                 .await
-                .map_err(|_| Error::Timeout { path: self.path.to_string(), after })??,
-            None => self.session.current().await?,
+                .map_err(|_| Error::Timeout { path: self.recipe.path.to_string(), after })??,
+            None => self.recipe.session.current().await?,
         };
         // The gate and every lease must belong to one ZooKeeper session: a lease created in a
         // later session would be counted without holding the gate.
-        let gate = Spec { dir: &self.locks, marker: "lock-", data: &self.data, rule: Rule::Exclusive };
-        let Some(gate) = queue::acquire_in(&self.session, session.clone(), &gate, left()).await.map_err(timed_out)?
+        let gate = Spec { dir: &self.locks, marker: "lock-", data: &self.recipe.data, rule: Rule::Exclusive };
+        let Some(gate) =
+            queue::acquire_in(&self.recipe.session, session.clone(), &gate, left()).await.map_err(timed_out)?
         else {
             return Ok(None);
         };
         let lease = Spec {
             dir: &self.leases,
             marker: "lease-",
-            data: &self.data,
+            data: &self.recipe.data,
             rule: Rule::Leases { permits: self.permits },
         };
         let mut holdings = Vec::with_capacity(count as usize);
         for _ in 0..count {
             // On an early return, the leases taken so far and the gate are dropped: deleted.
-            match queue::acquire_in(&self.session, session.clone(), &lease, left()).await.map_err(timed_out)? {
+            match queue::acquire_in(&self.recipe.session, session.clone(), &lease, left()).await.map_err(timed_out)? {
                 Some(holding) => holdings.push(holding),
                 None => return Ok(None),
             }
         }
         // Let the next contender in; the delete goes out without delaying this caller.
         gate.release_in_background();
-        Ok(Some(Lease { holdings, path: self.path.clone() }))
+        Ok(Some(Lease { holdings, path: self.recipe.path.clone() }))
     }
 }
 

@@ -5,36 +5,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{children, children_of, eventually, observer, session, standalone, watches};
+use common::{children, children_of, count_is, eventually, observer, session, sessions, standalone, watches};
 use rand::RngExt;
 use tokio::sync::mpsc;
-use zk_recipes::{Error, FencingToken, ReadWriteLock, Session, zk};
+use zk_recipes::{Error, FencingToken, ReadWriteLock, zk};
 
 const TIMEOUT: Duration = Duration::from_secs(4);
 const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn sessions(connect: &str, n: usize) -> Vec<Session> {
-    let mut sessions = Vec::with_capacity(n);
-    for _ in 0..n {
-        sessions.push(session(connect, TIMEOUT).await);
-    }
-    sessions
-}
-
-/// Waits until `dir` has `n` children, so that contenders queue in a known order.
-async fn queued(observer: &zk::Client, dir: &str, n: usize) {
-    eventually(&format!("{n} nodes in {dir}"), PATIENCE, || async {
-        (children(observer, dir).await.len() == n).then_some(())
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_hold_together_and_a_writer_excludes_everyone() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let readers = sessions(&connect, 5).await;
+    let readers = sessions(&connect, 5, TIMEOUT).await;
     let writer = session(&connect, TIMEOUT).await;
 
     let mut guards = Vec::new();
@@ -61,7 +45,7 @@ async fn readers_hold_together_and_a_writer_excludes_everyone() {
         tx.send(()).unwrap();
         guard
     });
-    queued(&observer, "/rw", 6).await;
+    count_is(&observer, "/rw", 6).await;
     let last = guards.pop().unwrap();
     for guard in guards {
         guard.release().await.unwrap();
@@ -87,7 +71,7 @@ async fn a_queued_writer_is_not_overtaken_by_later_readers() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let s = sessions(&connect, 4).await;
+    let s = sessions(&connect, 4, TIMEOUT).await;
     let r1 = ReadWriteLock::new(&s[0], "/fifo").unwrap().read().await.unwrap();
     let r2 = ReadWriteLock::new(&s[1], "/fifo").unwrap().read().await.unwrap();
 
@@ -101,14 +85,14 @@ async fn a_queued_writer_is_not_overtaken_by_later_readers() {
         w_released.await.unwrap();
         guard.release().await.unwrap();
     });
-    queued(&observer, "/fifo", 3).await;
+    count_is(&observer, "/fifo", 3).await;
     let r3_lock = ReadWriteLock::new(&s[3], "/fifo").unwrap();
     let r3 = tokio::spawn(async move {
         let guard = r3_lock.read().await.unwrap();
         r3_tx.send(("late reader", guard.token())).unwrap();
         guard.release().await.unwrap();
     });
-    queued(&observer, "/fifo", 4).await;
+    count_is(&observer, "/fifo", 4).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(order.try_recv().is_err(), "neither the writer nor the late reader holds yet");
 
@@ -134,7 +118,7 @@ async fn a_queued_writer_is_not_overtaken_by_later_readers() {
 async fn writers_tokens_strictly_increase_and_readers_fall_between() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let s = sessions(&connect, 3).await;
+    let s = sessions(&connect, 3, TIMEOUT).await;
     let mut last: Option<FencingToken> = None;
     for round in 0..30 {
         let lock = ReadWriteLock::new(&s[round % 3], "/tokens").unwrap();
@@ -157,7 +141,7 @@ async fn readers_watch_the_nearest_writer_ahead() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let s = sessions(&connect, 6).await;
+    let s = sessions(&connect, 6, TIMEOUT).await;
     let w0 = ReadWriteLock::new(&s[0], "/watch").unwrap().write().await.unwrap();
     let mut waiting = Vec::new();
     for (i, write) in [(1, false), (2, false), (3, true), (4, false), (5, false)] {
@@ -169,7 +153,7 @@ async fn readers_watch_the_nearest_writer_ahead() {
                 lock.read().await.unwrap().release().await.unwrap();
             }
         }));
-        queued(&observer, "/watch", i + 1).await;
+        count_is(&observer, "/watch", i + 1).await;
     }
     let mut nodes = children(&observer, "/watch").await;
     nodes.sort_by_key(|n| n[n.len() - 10..].to_owned());

@@ -8,32 +8,16 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use common::{
-    children, children_of, end_session_from_outside, eventually, observer, proxied_session, session, standalone,
-    watches,
+    children, children_of, count_is, end_session_from_outside, eventually, observer, proxied_session, session,
+    sessions, standalone, watches,
 };
 use rand::RngExt;
 use tokio::sync::mpsc;
 use zk_recipes::testing::TestingCluster;
-use zk_recipes::{Error, FencingToken, LossReason, Semaphore, Session, zk};
+use zk_recipes::{Error, FencingToken, LossReason, Semaphore};
 
 const TIMEOUT: Duration = Duration::from_secs(4);
 const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn sessions(connect: &str, n: usize) -> Vec<Session> {
-    let mut sessions = Vec::with_capacity(n);
-    for _ in 0..n {
-        sessions.push(session(connect, TIMEOUT).await);
-    }
-    sessions
-}
-
-/// Waits until `dir` has `n` children.
-async fn count_is(observer: &zk::Client, dir: &str, n: usize) {
-    eventually(&format!("{n} nodes in {dir}"), PATIENCE, || async {
-        (children(observer, dir).await.len() == n).then_some(())
-    })
-    .await;
-}
 
 /// At most one session watches the lease set (the only child watch there is), and every
 /// internal-mutex node is watched by at most one session (its successor): one release wakes at
@@ -89,7 +73,7 @@ async fn never_more_holders_than_permits_and_every_worker_gets_its_turns() {
     let most = Arc::new(AtomicUsize::new(0));
     let turns = Arc::new(StdMutex::new(vec![0; WORKERS]));
     let mut tasks = tokio::task::JoinSet::new();
-    for (worker, s) in sessions(&connect, WORKERS).await.into_iter().enumerate() {
+    for (worker, s) in sessions(&connect, WORKERS, TIMEOUT).await.into_iter().enumerate() {
         let (holders, most, turns) = (holders.clone(), most.clone(), turns.clone());
         tasks.spawn(async move {
             let semaphore = Semaphore::new(&s, "/pool", PERMITS).unwrap();
@@ -129,7 +113,7 @@ async fn waiters_are_served_in_arrival_order_and_only_one_watches_the_leases() {
     let (acquired_tx, mut acquired) = mpsc::unbounded_channel();
     let (release_tx, _) = tokio::sync::broadcast::channel::<usize>(WAITERS);
     let mut waiters = Vec::new();
-    for (waiter, s) in sessions(&connect, WAITERS).await.into_iter().enumerate() {
+    for (waiter, s) in sessions(&connect, WAITERS, TIMEOUT).await.into_iter().enumerate() {
         let (acquired_tx, mut release) = (acquired_tx.clone(), release_tx.subscribe());
         waiters.push(tokio::spawn(async move {
             let lease = Semaphore::new(&s, "/order", 2).unwrap().acquire().await.unwrap();
@@ -177,7 +161,7 @@ async fn several_permits_are_taken_together_in_arrival_order() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let s = sessions(&connect, 3).await;
+    let s = sessions(&connect, 3, TIMEOUT).await;
     let first = Semaphore::new(&s[0], "/many", 3).unwrap().acquire_many(2).await.unwrap();
     assert_eq!(first.count(), 2);
 

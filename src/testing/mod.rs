@@ -291,6 +291,31 @@ impl TestingCluster {
         Self::builder().start().await
     }
 
+    /// The servers named by the environment variable `var` (for example `ZK_SERVERS`), or else
+    /// a standalone server started here: returns the connect string and the server, which runs
+    /// until the returned cluster is dropped. For examples and tools that work against a real
+    /// ensemble when given one and stand alone otherwise.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (servers, _local) = zk_recipes::testing::TestingCluster::from_env_or_standalone("ZK_SERVERS").await?;
+    /// let session = zk_recipes::Session::connect(&servers).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ClusterBuilder::start`], when `var` is unset.
+    pub async fn from_env_or_standalone(var: &str) -> Result<(String, Option<Self>), HarnessError> {
+        match std::env::var(var) {
+            Ok(servers) => Ok((servers, None)),
+            Err(_) => {
+                let cluster = Self::standalone().await?;
+                Ok((cluster.connect_string(), Some(cluster)))
+            }
+        }
+    }
+
     /// Starts an ensemble of `size` servers with the default options.
     ///
     /// # Errors

@@ -88,6 +88,23 @@ pub async fn session(connect: &str, timeout: Duration) -> Session {
         .expect("a session")
 }
 
+/// `n` sessions, one per simulated process.
+pub async fn sessions(connect: &str, n: usize, timeout: Duration) -> Vec<Session> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(session(connect, timeout).await);
+    }
+    sessions
+}
+
+/// Waits until `dir` has `n` children (so that contenders queue in a known order).
+pub async fn count_is(client: &zk::Client, dir: &str, n: usize) {
+    eventually(&format!("{n} nodes in {dir}"), Duration::from_secs(20), || async {
+        (children(client, dir).await.len() == n).then_some(())
+    })
+    .await;
+}
+
 /// A fault proxy in front of member 0 and a session that connects through it.
 pub async fn proxied_session(cluster: &TestingCluster, timeout: Duration) -> (Proxy, Session) {
     let proxy = Proxy::start(cluster.address(0)).await.expect("a proxy");

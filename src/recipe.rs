@@ -1,0 +1,51 @@
+//! What every recipe handle holds — the session, the validated path, the data its nodes carry —
+//! and the three ways a single-node recipe acquires: wait, wait with a deadline, or try.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::holding::Holding;
+use crate::path::validate_recipe_path;
+use crate::queue::{self, Patience, Rule, Spec};
+use crate::session::Session;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    pub(crate) session: Session,
+    pub(crate) path: Arc<str>,
+    pub(crate) data: Arc<[u8]>,
+}
+
+impl Recipe {
+    /// A recipe on `path`, which must be a valid recipe path.
+    pub(crate) fn new(session: &Session, path: &str) -> Result<Self, Error> {
+        validate_recipe_path(path)?;
+        Ok(Self { session: session.clone(), path: path.into(), data: Arc::new([]) })
+    }
+
+    pub(crate) fn set_data(&mut self, data: impl Into<Vec<u8>>) {
+        self.data = data.into().into();
+    }
+
+    /// Contends in the recipe's directory until holding, or until `timeout` (if any) ran out.
+    pub(crate) async fn wait(
+        &self,
+        marker: &'static str,
+        rule: Rule,
+        timeout: Option<Duration>,
+    ) -> Result<Holding, Error> {
+        let patience = timeout.map_or(Patience::Forever, Patience::For);
+        let held = queue::acquire(&self.session, &self.spec(marker, rule), patience).await?;
+        Ok(held.expect("waiting ends holding or in an error, never in nothing"))
+    }
+
+    /// Holds only if the rule lets this contender proceed at once.
+    pub(crate) async fn try_hold(&self, marker: &'static str, rule: Rule) -> Result<Option<Holding>, Error> {
+        queue::acquire(&self.session, &self.spec(marker, rule), Patience::None).await
+    }
+
+    fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
+        Spec { dir: &self.path, marker, data: &self.data, rule }
+    }
+}
