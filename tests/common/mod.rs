@@ -201,26 +201,39 @@ impl Watches {
     }
 }
 
-/// The watches member 0 holds.
+/// The watches member 0 holds. The server answers `wchp` and `mntr` separately, so while
+/// watches come and go the two may disagree: read until `mntr` gives the same total before and
+/// after `wchp`.
 pub async fn watches(cluster: &TestingCluster) -> Watches {
-    let report = cluster.four_letter(0, "wchp").await.expect("wchp");
-    let mut data = std::collections::BTreeMap::new();
-    let mut current = None;
-    for line in report.lines() {
-        if line.starts_with('/') {
-            current = Some(line.trim_end().to_owned());
-        } else if line.trim().starts_with("0x")
-            && let Some(path) = &current
-        {
-            *data.entry(path.clone()).or_insert(0) += 1;
+    let total = || async {
+        let monitor = cluster.four_letter(0, "mntr").await.expect("mntr");
+        monitor
+            .lines()
+            .find_map(|line| line.strip_prefix("zk_watch_count"))
+            .and_then(|count| count.trim().parse::<usize>().ok())
+            .expect("mntr reports zk_watch_count")
+    };
+    loop {
+        let before = total().await;
+        let report = cluster.four_letter(0, "wchp").await.expect("wchp");
+        if total().await != before {
+            continue;
+        }
+        let mut data = std::collections::BTreeMap::new();
+        let mut current = None;
+        for line in report.lines() {
+            if line.starts_with('/') {
+                current = Some(line.trim_end().to_owned());
+            } else if line.trim().starts_with("0x")
+                && let Some(path) = &current
+            {
+                *data.entry(path.clone()).or_insert(0) += 1;
+            }
+        }
+        match before.checked_sub(data.values().sum()) {
+            Some(children) => return Watches { data, children },
+            // A watch was added and another removed in between: read again.
+            None => continue,
         }
     }
-    let monitor = cluster.four_letter(0, "mntr").await.expect("mntr");
-    let total: usize = monitor
-        .lines()
-        .find_map(|line| line.strip_prefix("zk_watch_count"))
-        .and_then(|count| count.trim().parse().ok())
-        .expect("mntr reports zk_watch_count");
-    let children = total.checked_sub(data.values().sum()).expect("the total includes the data watches");
-    Watches { data, children }
 }
