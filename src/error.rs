@@ -164,6 +164,9 @@ pub enum LossReason {
     Unconfirmed,
     /// The holder released it.
     Released,
+    /// There was nothing to lose: the participant did not lead when asked
+    /// ([`Candidate::lost`](crate::Candidate::lost)).
+    NotLeader,
 }
 
 impl fmt::Display for LossReason {
@@ -174,6 +177,7 @@ impl fmt::Display for LossReason {
             Self::NodeDeleted => "the node was deleted by someone else",
             Self::Unconfirmed => "the server may have expired the session: no answer within the session timeout",
             Self::Released => "it was released",
+            Self::NotLeader => "this participant was not the leader",
         })
     }
 }

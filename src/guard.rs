@@ -75,7 +75,7 @@ macro_rules! guard {
             /// A ZooKeeper multi-op that commits only while this guard's node exists. See
             /// [`FencedWrite`](crate::FencedWrite).
             pub fn fenced_write(&self) -> $crate::FencedWrite<'_> {
-                $crate::FencedWrite::new(&self.holding)
+                $crate::FencedWrite::new(self.holding.held())
             }
 
             /// Releases by deleting the holder's node, retrying connection losses.

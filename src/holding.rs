@@ -14,24 +14,19 @@ use crate::retry;
 use crate::session::{Session, SessionState, end_of};
 use crate::token::FencingToken;
 
-#[derive(Debug)]
-pub(crate) struct Holding {
+/// What can be observed of a holding — its token, node and loss — cloneable, without owning
+/// the node: a leader's term hands this out while the campaign task keeps the [`Holding`].
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
     session: Session,
     generation: u64,
-    node: String,
+    node: Arc<str>,
     token: FencingToken,
-    since: Instant,
     /// The first loss observed, shared with every `lost()` future.
     loss: Arc<OnceLock<LossReason>>,
-    /// Set once `release` took over the node's deletion.
-    released: bool,
 }
 
-impl Holding {
-    pub(crate) fn new(session: Session, generation: u64, node: String, token: FencingToken) -> Self {
-        Self { session, generation, node, token, since: Instant::now(), loss: Arc::default(), released: false }
-    }
-
+impl Held {
     pub(crate) fn token(&self) -> FencingToken {
         self.token
     }
@@ -49,7 +44,7 @@ impl Holding {
         let watch = LossWatch {
             session: self.session.clone(),
             generation: self.generation,
-            node: self.node.clone(),
+            node: self.node.to_string(),
             loss: self.loss.clone(),
         };
         async move {
@@ -71,56 +66,6 @@ impl Holding {
         }
     }
 
-    /// Deletes the node and reports whether holding lasted until now.
-    ///
-    /// If the future is dropped before the delete is confirmed, `Drop` schedules it again.
-    pub(crate) async fn release(mut self) -> Result<(), Error> {
-        let earlier = *self.loss.get_or_init(|| LossReason::Released);
-        let lost = |reason| Err(Error::Lost { node: self.node.clone(), reason });
-        let client = match self.client() {
-            Ok(client) => client,
-            Err(reason) => {
-                self.released = true;
-                return lost(reason);
-            }
-        };
-        let held = self.since.elapsed();
-        let deleted = Target::Node(self.node.clone()).delete(&client).await;
-        self.released = true;
-        match deleted {
-            Ok(true) => {
-                tracing::info!(node = %self.node, held_ms = held.as_millis() as u64, "released");
-                match earlier {
-                    LossReason::Released => Ok(()),
-                    // Deleted now, but holding was in doubt before: report it.
-                    reason => lost(reason),
-                }
-            }
-            Ok(false) => lost(LossReason::NodeDeleted),
-            Err(zk::Error::SessionExpired) => lost(LossReason::SessionExpired),
-            Err(zk::Error::ClientClosed) => lost(LossReason::SessionClosed),
-            Err(err) => {
-                // Hand the node to the background cleanup rather than leave it behind.
-                Target::Node(self.node.clone()).schedule(&self.session, self.generation);
-                Err(Error::zk(&self.node, err))
-            }
-        }
-    }
-
-    /// Gives the node up without waiting for the delete's reply. The delete is sent at once, so
-    /// the server runs it before any later request of this session. For holdings that are a
-    /// means, not an end (a semaphore's internal mutex).
-    pub(crate) fn release_in_background(mut self) {
-        self.released = true;
-        let _ = self.loss.set(LossReason::Released);
-        tracing::debug!(node = %self.node, held_ms = self.since.elapsed().as_millis() as u64, "handing back");
-        let target = Target::Node(std::mem::take(&mut self.node));
-        // Without a client the session is over, and the node with it.
-        if let Ok(client) = self.client() {
-            target.send_and_schedule(&client, &self.session, self.generation);
-        }
-    }
-
     /// The client of the ZooKeeper session the node belongs to, or why that session is over.
     fn client(&self) -> Result<zk::Client, LossReason> {
         if let Some(reason) = self.session.ended(self.generation) {
@@ -130,9 +75,12 @@ impl Holding {
     }
 
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
-    /// liveness proof.
+    /// liveness proof. A loss found here is recorded: once lost, always lost.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
-        let lost = |reason| Error::Lost { node: self.node.clone(), reason };
+        let lost = |reason| {
+            let first = *self.loss.get_or_init(|| reason);
+            Error::Lost { node: self.node.to_string(), reason: first }
+        };
         if let Some(&reason) = self.loss.get() {
             return Err(lost(reason));
         }
@@ -145,12 +93,103 @@ impl Holding {
     }
 }
 
+/// A contender node that the recipe's rule lets proceed, owned: releasing or dropping it
+/// deletes the node.
+#[derive(Debug)]
+pub(crate) struct Holding {
+    held: Held,
+    since: Instant,
+    /// Set once `release` took over the node's deletion.
+    released: bool,
+}
+
+impl Holding {
+    pub(crate) fn new(session: Session, generation: u64, node: String, token: FencingToken) -> Self {
+        let held = Held { session, generation, node: node.into(), token, loss: Arc::default() };
+        Self { held, since: Instant::now(), released: false }
+    }
+
+    pub(crate) fn held(&self) -> &Held {
+        &self.held
+    }
+
+    pub(crate) fn token(&self) -> FencingToken {
+        self.held.token
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.held.node
+    }
+
+    pub(crate) fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        self.held.lost()
+    }
+
+    pub(crate) fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.held.suspended()
+    }
+
+    /// Deletes the node and reports whether holding lasted until now.
+    ///
+    /// If the future is dropped before the delete is confirmed, `Drop` schedules it again.
+    pub(crate) async fn release(mut self) -> Result<(), Error> {
+        let held = self.held.clone();
+        let earlier = *held.loss.get_or_init(|| LossReason::Released);
+        let lost = |reason| Err(Error::Lost { node: held.node.to_string(), reason });
+        let client = match held.client() {
+            Ok(client) => client,
+            Err(reason) => {
+                self.released = true;
+                return lost(reason);
+            }
+        };
+        let deleted = self.target().delete(&client).await;
+        self.released = true;
+        match deleted {
+            Ok(true) => {
+                tracing::info!(node = %held.node, held_ms = self.since.elapsed().as_millis() as u64, "released");
+                match earlier {
+                    LossReason::Released => Ok(()),
+                    // Deleted now, but holding was in doubt before: report it.
+                    reason => lost(reason),
+                }
+            }
+            Ok(false) => lost(LossReason::NodeDeleted),
+            Err(zk::Error::SessionExpired) => lost(LossReason::SessionExpired),
+            Err(zk::Error::ClientClosed) => lost(LossReason::SessionClosed),
+            Err(err) => {
+                // Hand the node to the background cleanup rather than leave it behind.
+                self.target().schedule(&held.session, held.generation);
+                Err(Error::zk(&held.node, err))
+            }
+        }
+    }
+
+    /// Gives the node up without waiting for the delete's reply. The delete is sent at once, so
+    /// the server runs it before any later request of this session. For holdings that are a
+    /// means, not an end (a semaphore's internal mutex).
+    pub(crate) fn release_in_background(mut self) {
+        self.released = true;
+        let _ = self.held.loss.set(LossReason::Released);
+        tracing::debug!(node = %self.held.node, held_ms = self.since.elapsed().as_millis() as u64, "handing back");
+        // Without a client the session is over, and the node with it.
+        if let Ok(client) = self.held.client() {
+            self.target().send_and_schedule(&client, &self.held.session, self.held.generation);
+        }
+    }
+
+    fn target(&self) -> Target {
+        Target::Node(self.held.node.to_string())
+    }
+}
+
 impl Drop for Holding {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.loss.set(LossReason::Released);
-            tracing::info!(node = %self.node, held_ms = self.since.elapsed().as_millis() as u64, "released on drop");
-            Target::Node(std::mem::take(&mut self.node)).schedule(&self.session, self.generation);
+            let _ = self.held.loss.set(LossReason::Released);
+            let held_ms = self.since.elapsed().as_millis() as u64;
+            tracing::info!(node = %self.held.node, held_ms, "released on drop");
+            self.target().schedule(&self.held.session, self.held.generation);
         }
     }
 }
@@ -249,7 +288,7 @@ async fn watch_node(session: Session, generation: u64, node: String) -> NodeEven
 #[must_use = "a fenced write does nothing until committed"]
 #[derive(Debug)]
 pub struct FencedWrite<'h> {
-    holding: &'h Holding,
+    holding: &'h Held,
     operations: Vec<Operation>,
 }
 
@@ -261,7 +300,7 @@ enum Operation {
 }
 
 impl<'h> FencedWrite<'h> {
-    pub(crate) fn new(holding: &'h Holding) -> Self {
+    pub(crate) fn new(holding: &'h Held) -> Self {
         Self { holding, operations: Vec::new() }
     }
 

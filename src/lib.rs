@@ -54,6 +54,7 @@
 mod error;
 mod guard;
 mod holding;
+mod leader;
 mod mutex;
 mod path;
 mod queue;
@@ -71,6 +72,7 @@ pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason};
 pub use crate::holding::FencedWrite;
+pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::{Mutex, MutexGuard};
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};

@@ -40,12 +40,25 @@ impl Recipe {
         Ok(held.expect("waiting ends holding or in an error, never in nothing"))
     }
 
+    /// [`wait`](Recipe::wait) without a deadline, calling `queued` once the node is in the
+    /// queue.
+    pub(crate) async fn wait_reporting(
+        &self,
+        marker: &'static str,
+        rule: Rule,
+        queued: &(dyn Fn() + Send + Sync),
+    ) -> Result<Holding, Error> {
+        let spec = Spec { on_queued: Some(queued), ..self.spec(marker, rule) };
+        let held = queue::acquire(&self.session, &spec, Patience::Forever).await?;
+        Ok(held.expect("waiting ends holding or in an error, never in nothing"))
+    }
+
     /// Holds only if the rule lets this contender proceed at once.
     pub(crate) async fn try_hold(&self, marker: &'static str, rule: Rule) -> Result<Option<Holding>, Error> {
         queue::acquire(&self.session, &self.spec(marker, rule), Patience::None).await
     }
 
     fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
-        Spec { dir: &self.path, marker, data: &self.data, rule }
+        Spec { dir: &self.path, marker, data: &self.data, rule, on_queued: None }
     }
 }

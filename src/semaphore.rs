@@ -209,7 +209,8 @@ impl Semaphore {
         };
         // The gate and every lease must belong to one ZooKeeper session: a lease created in a
         // later session would be counted without holding the gate.
-        let gate = Spec { dir: &self.locks, marker: "lock-", data: &self.recipe.data, rule: Rule::Exclusive };
+        let gate =
+            Spec { dir: &self.locks, marker: "lock-", data: &self.recipe.data, rule: Rule::Exclusive, on_queued: None };
         let Some(gate) =
             queue::acquire_in(&self.recipe.session, session.clone(), &gate, left()).await.map_err(timed_out)?
         else {
@@ -220,6 +221,7 @@ impl Semaphore {
             marker: "lease-",
             data: &self.recipe.data,
             rule: Rule::Leases { permits: self.permits },
+            on_queued: None,
         };
         let mut holdings = Vec::with_capacity(count as usize);
         for _ in 0..count {

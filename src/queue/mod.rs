@@ -38,6 +38,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) marker: &'static str,
     pub(crate) data: &'a [u8],
     pub(crate) rule: Rule,
+    /// Called once the contender's node is in the queue (a leader latch reports it joined).
+    pub(crate) on_queued: Option<&'a (dyn Fn() + Send + Sync)>,
 }
 
 /// How long an acquisition may wait.
@@ -126,6 +128,9 @@ async fn contend<'s>(
     tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
     let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
     let children = attempt.enqueue(spec.data).await?;
+    if let Some(queued) = spec.on_queued {
+        queued();
+    }
     match patience {
         Patience::None => attempt.may_proceed(&children),
         Patience::Forever | Patience::For(_) => attempt.wait(children).await.map(|()| true),
@@ -157,6 +162,8 @@ struct Attempt<'s> {
     node: Node,
     /// Known once the node exists and the directory's epoch has been read.
     token: Option<FencingToken>,
+    /// The node's `ephemeralOwner` as the server reported it (create reply or `exists`).
+    owner: Option<i64>,
     started: Instant,
 }
 
@@ -172,6 +179,7 @@ impl<'s> Attempt<'s> {
             prefix: protected_prefix(),
             node: Node::Unsent,
             token: None,
+            owner: None,
             started: Instant::now(),
         }
     }
@@ -194,7 +202,8 @@ impl<'s> Attempt<'s> {
             let list = self.client.get_children(&self.dir);
             let (created, listed) = tokio::join!(create, list);
             match created {
-                Ok((_, sequence)) => {
+                Ok((stat, sequence)) => {
+                    self.owner = Some(stat.ephemeral_owner);
                     let Ok(sequence) = u32::try_from(sequence.into_i64()) else {
                         let child = format!("{}{}{sequence}", self.prefix, self.marker);
                         return Err(Error::SequenceOverflow { path: self.dir.clone(), child });
@@ -277,6 +286,7 @@ impl<'s> Attempt<'s> {
                 };
                 tracing::debug!(child, "the create ran before the connection loss; adopting its node");
                 self.node = Node::Created { name: child.clone() };
+                self.owner = owner;
                 self.tokenize(FencingToken::new(epoch(&stat), sequence));
                 return Ok(Some(children));
             }
@@ -295,7 +305,25 @@ impl<'s> Attempt<'s> {
     fn may_proceed(&self, children: &[String]) -> Result<bool, Error> {
         let queue = self.queue(children)?;
         let position = self.position(&queue)?;
-        Ok(self.rule.decide(&queue, position) == Decision::Proceed)
+        let proceed = self.rule.decide(&queue, position) == Decision::Proceed;
+        if proceed {
+            self.check_owner()?;
+        }
+        Ok(proceed)
+    }
+
+    /// Proceeds only with a node the server said this session owns — the check whose absence
+    /// let Curator's LeaderLatch crown a node of an earlier session (CURATOR-696). Every node
+    /// of an attempt is created or adopted by its own session's client, so this guards
+    /// against a future change breaking that, at no cost: the owner came with the create's
+    /// reply.
+    fn check_owner(&self) -> Result<(), Error> {
+        if self.owner == Some(self.client.session_id().0) {
+            return Ok(());
+        }
+        let Node::Created { name } = &self.node else { unreachable!("only a created node can proceed") };
+        tracing::error!(node = name, owner = ?self.owner, "the node to proceed with is not this session's");
+        Err(Error::Lost { node: format!("{}/{name}", self.dir), reason: LossReason::SessionExpired })
     }
 
     /// Waits until the rule lets this attempt proceed, watching only what it depends on.
@@ -307,6 +335,7 @@ impl<'s> Attempt<'s> {
             self.remove_strays(&queue);
             let decision = self.rule.decide(&queue, position);
             if decision == Decision::Proceed {
+                self.check_owner()?;
                 tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
                 return Ok(());
             }
@@ -455,6 +484,30 @@ impl Drop for Attempt<'_> {
             target.schedule(self.session, self.generation);
         }
     }
+}
+
+/// The contenders of `dir` in queue order, each with its node's data (empty if `dir` does not
+/// exist). Nodes deleted while this runs are left out.
+pub(crate) async fn contenders(client: &zk::Client, dir: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let children = match resend(dir, || client.list_children(dir)).await {
+        Ok(children) => children,
+        Err(Error::ZooKeeper { source: zk::Error::NoNode, .. }) => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let queue =
+        Queue::new(&children).map_err(|WrappedChild(child)| Error::SequenceOverflow { path: dir.to_owned(), child })?;
+    let names: Vec<String> = queue.contenders().iter().map(|c| c.name.to_owned()).collect();
+    // All reads go out at once; the server answers them in order.
+    let reads = names.iter().map(|name| client.get_data(&format!("{dir}/{name}")));
+    let mut listed = Vec::with_capacity(names.len());
+    for (name, read) in names.iter().zip(futures_util::future::join_all(reads).await) {
+        match read {
+            Ok((data, _)) => listed.push((name.clone(), data)),
+            Err(zk::Error::NoNode) => {}
+            Err(err) => return Err(Error::zk(&format!("{dir}/{name}"), err)),
+        }
+    }
+    Ok(listed)
 }
 
 /// The error for an attempt whose ZooKeeper session ended.
