@@ -75,3 +75,24 @@ fn the_semaphore_example_never_exceeds_its_permits() {
     assert!(out.contains("at most 3 in flight with 3 permits"), "{out}");
     assert!(!out.contains("4 in flight"), "{out}");
 }
+
+#[test]
+fn the_leader_example_hands_over_with_growing_tokens_and_takes_turns() {
+    let out = run("leader");
+    assert!(out.contains(r#"participants: ["shard-owner-a", "shard-owner-b", "shard-owner-c"]"#), "{out}");
+    let tokens = |marker: &str| -> Vec<FencingToken> {
+        out.lines()
+            .filter(|l| l.contains(marker))
+            .map(|l| l.split("token ").nth(1).unwrap().trim_end_matches(" and wrote its log entry").parse().unwrap())
+            .collect()
+    };
+    let leaders = tokens(" leads with token ");
+    assert_eq!(leaders.len(), 3, "{out}");
+    assert!(leaders.windows(2).all(|w| w[0] < w[1]), "{out}");
+    assert_eq!(out.matches(" took over after ").count(), 2, "{out}");
+    let turns: Vec<&str> = out.lines().filter(|l| l.contains(" runs the reindex job")).collect();
+    assert_eq!(turns.len(), 6, "{out}");
+    for worker in ["worker-1", "worker-2", "worker-3"] {
+        assert_eq!(turns.iter().filter(|l| l.starts_with(worker)).count(), 2, "turns in arrival order:\n{out}");
+    }
+}
