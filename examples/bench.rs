@@ -5,11 +5,12 @@
 //!
 //! Run with `cargo run --release --example bench [-- --rounds N --cycles N --no-fsync]`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use zk_recipes::testing::TestingCluster;
-use zk_recipes::{Mutex, ReadWriteLock, Semaphore, Session, zk};
+use zk_recipes::{Candidate, LeaderLatch, Mutex, ReadWriteLock, Semaphore, Session, zk};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -103,7 +104,103 @@ async fn main() -> Result<()> {
         field(|s| s.p50),
         field(|s| s.p99)
     );
+
+    // Leader handoff: from the leader's close to the successor knowing it leads, against the
+    // raw floor of the same events (delete, the watcher's event, one getChildren).
+    let handoff = Handoff::new(&servers, &raw).await?;
+    let (mut floor, mut latch) = (Vec::new(), Vec::new());
+    let per_round = (options.cycles / 4).max(1);
+    for _ in 0..options.rounds {
+        floor.extend(handoff.raw(per_round).await?);
+        latch.extend(handoff.latch(per_round).await?);
+    }
+    let (floor, latch) = (Stats::of(floor), Stats::of(latch));
+    println!();
+    println!("leader handoff, {} rounds x {per_round}", options.rounds);
+    println!("{:<46} {:>9} {:>9} {:>9}", "", "p50", "p99", "/ floor");
+    println!(
+        "{:<46} {:>9} {:>9} {:>8.2}x",
+        "raw delete -> watch event -> getChildren",
+        ms(floor.p50),
+        ms(floor.p99),
+        1.0
+    );
+    println!(
+        "{:<46} {:>9} {:>9} {:>8.2}x",
+        "LeaderLatch close -> next leadership()",
+        ms(latch.p50),
+        ms(latch.p99),
+        ratio(latch.p50, floor.p50)
+    );
+    println!(
+        "{{\"bench\":\"handoff\",\"fsync\":{},\"p50_us\":{{\"floor\":{},\"latch\":{}}},\"p99_us\":{{\"floor\":{},\"latch\":{}}}}}",
+        options.fsync,
+        floor.p50.as_micros(),
+        latch.p50.as_micros(),
+        floor.p99.as_micros(),
+        latch.p99.as_micros()
+    );
     Ok(())
+}
+
+/// Three candidates on separate sessions, and two raw clients for the floor.
+struct Handoff {
+    candidates: tokio::sync::Mutex<VecDeque<Candidate>>,
+    latches: Vec<LeaderLatch>,
+    watcher: zk::Client,
+    raw: zk::Client,
+}
+
+impl Handoff {
+    async fn new(servers: &str, raw: &zk::Client) -> Result<Self> {
+        let mut latches = Vec::new();
+        let mut candidates = VecDeque::new();
+        for i in 0..3 {
+            let session = Session::connect(servers).await?;
+            let latch = LeaderLatch::new(&session, "/bench/election", &format!("c{i}"))?;
+            candidates.push_back(latch.start().await?);
+            latches.push(latch);
+        }
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        raw.mkdir("/bench/handoff", &persistent).await?;
+        let watcher = zk::Client::connect(servers).await?;
+        Ok(Self { candidates: candidates.into(), latches, watcher, raw: raw.clone() })
+    }
+
+    async fn raw(&self, cycles: usize) -> Result<Vec<Duration>> {
+        let sequential = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let mut samples = Vec::with_capacity(cycles);
+        for _ in 0..cycles {
+            let (_, sequence) = self.raw.create("/bench/handoff/n-", b"", &sequential).await?;
+            let path = format!("/bench/handoff/n-{sequence}");
+            let (_, _, watch) = self.watcher.get_and_watch_data(&path).await?;
+            let started = Instant::now();
+            let deleted = self.raw.delete(&path, None);
+            watch.changed().await;
+            self.watcher.list_children("/bench/handoff").await?;
+            samples.push(started.elapsed());
+            deleted.await?;
+        }
+        Ok(samples)
+    }
+
+    async fn latch(&self, cycles: usize) -> Result<Vec<Duration>> {
+        let mut candidates = self.candidates.lock().await;
+        let mut samples = Vec::with_capacity(cycles);
+        for _ in 0..cycles {
+            let leader = candidates.pop_front().expect("three candidates");
+            leader.leadership().await?;
+            let started = Instant::now();
+            leader.close().await?;
+            candidates.front().expect("two more").leadership().await?;
+            samples.push(started.elapsed());
+            // The one that stepped down joins again, at the back.
+            let latch =
+                self.latches.iter().find(|l| candidates.iter().all(|c| c.id() != l.id())).expect("one latch is out");
+            candidates.push_back(latch.start().await?);
+        }
+        Ok(samples)
+    }
 }
 
 struct Recipes {

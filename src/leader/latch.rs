@@ -148,6 +148,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// This participant's id.
+    pub fn id(&self) -> &str {
+        self.latch.id()
+    }
+
     /// Whether this participant leads now, provably: its term is not lost and its session was
     /// heard from within the session timeout.
     pub fn is_leader(&self) -> bool {
