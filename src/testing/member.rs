@@ -223,3 +223,13 @@ fn free_port() -> Result<u16, HarnessError> {
     }
     Err(HarnessError::io("finding a free port", std::io::ErrorKind::AddrInUse.into()))
 }
+
+/// Whether every thread of the process is stopped by a signal (state `T` in
+/// `/proc/<pid>/task/<tid>/stat`): a stop reaches a JVM's threads one by one.
+pub(super) fn is_stopped(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    threads.flatten().all(|thread| {
+        std::fs::read_to_string(thread.path().join("stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with(['T', 't']))
+    })
+}

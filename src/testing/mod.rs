@@ -413,7 +413,21 @@ impl TestingCluster {
     ///
     /// [`HarnessError::NotRunning`] if it is stopped; [`HarnessError::NoSuchMember`].
     pub async fn pause(&self, member: usize) -> Result<(), HarnessError> {
-        self.signal(member, Signal::SIGSTOP).await
+        self.signal(member, Signal::SIGSTOP).await?;
+        // `kill` returns before the kernel has stopped every thread of the JVM; until then it
+        // may still answer. Return only once the process is stopped.
+        let pid = self.pid(member).await.ok_or(HarnessError::NotRunning)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !member::is_stopped(pid) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HarnessError::io(
+                    "pausing the server",
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "still running 5 s after SIGSTOP"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
     }
 
     /// Lets a paused member run again (SIGCONT).
