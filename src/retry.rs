@@ -10,9 +10,14 @@ use zookeeper_client as zk;
 /// requests while it reconnects, so this only keeps a failing connection from spinning.
 const RESEND_PAUSE: Duration = Duration::from_millis(20);
 
-/// Errors after which the same request may succeed.
+/// Errors after which the same request may succeed: the connection failed (whether the server
+/// ran the request is unknown) or the server asked us to slow down.
+///
+/// `zookeeper-client` fails the requests in flight with the connection's own error when a
+/// connection dies — `Custom` ("no response from connection in …ms", I/O errors) — not only
+/// with `ConnectionLoss`. Answers from the server always come as specific variants.
 pub(crate) fn is_transient(err: &zk::Error) -> bool {
-    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled)
+    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled | zk::Error::Custom(_))
 }
 
 /// Sends a request again after transient failures. The client expires the session itself after

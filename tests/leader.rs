@@ -112,7 +112,7 @@ async fn terms_of_five_participants_never_overlap_and_tokens_grow() {
             let latch = LeaderLatch::new(&session, "/terms", &id).unwrap();
             for _ in 0..ROUNDS {
                 let candidate = latch.start().await.unwrap();
-                let term = candidate.leadership().await.unwrap();
+                let term = tokio::time::timeout(PATIENCE, candidate.leadership()).await.unwrap().unwrap();
                 referee.begin(&id, &term);
                 tokio::time::sleep(Duration::from_millis(15)).await;
                 // The leader stops acting before it steps down.
@@ -225,9 +225,12 @@ async fn the_election_survives_the_zookeeper_leader_being_killed_and_restarted()
             let id = format!("p{i}");
             let latch = LeaderLatch::new(&session, "/ha", &id).unwrap();
             while running.load(Ordering::SeqCst) {
-                // Joining may fail while the ensemble elects a leader; try again.
-                let Ok(candidate) = latch.start().await else { continue };
-                let Ok(term) = candidate.leadership().await else { continue };
+                // Joining may fail while the ensemble elects a leader; try again shortly.
+                let Ok(candidate) = latch.start().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let term = tokio::time::timeout(PATIENCE, candidate.leadership()).await.unwrap().unwrap();
                 referee.begin(&id, &term);
                 tokio::select! {
                     _ = term.lost() => {}
@@ -292,8 +295,10 @@ async fn selectors_take_turns_and_their_tasks_never_overlap() {
     all_queued.send(true).unwrap();
     eventually("enough terms", PATIENCE, || async { (referee.terms.lock().unwrap().len() >= TERMS).then_some(()) })
         .await;
-    for run in &runs {
+    for run in runs {
         run.abort();
+        let ended = run.await.unwrap_err();
+        assert!(ended.is_cancelled(), "a selector's run ended by itself: {ended}");
     }
     let terms = referee.check();
     let ids: Vec<&str> = terms.iter().take(TERMS).map(|(id, _)| id.as_str()).collect();
@@ -342,4 +347,58 @@ async fn a_selector_task_is_dropped_when_leadership_is_lost() {
     };
     assert!(matches!(result, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })), "{result:?}");
     assert!(dropped.load(Ordering::SeqCst), "the task was dropped");
+}
+
+/// The leader's server freezes long enough for the term to be in doubt (`Unconfirmed`) but
+/// not for the session to expire. The old term is over for good; the candidate deletes its old
+/// node and rejoins behind the follower, which leads next. (Before this was fixed, the old
+/// node's delete failed with the client's dead-connection error and blocked the election.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_term_in_doubt_ends_and_the_election_moves_on_while_the_session_lives() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let a_session = zk_recipes::Session::builder()
+        .session_timeout(Duration::from_secs(4))
+        .liveness_margin(Duration::from_millis(1500))
+        .connect(&connect)
+        .await
+        .unwrap();
+    let b_session = session(&connect, Duration::from_secs(20)).await;
+    let a = LeaderLatch::new(&a_session, "/doubt", "a").unwrap().start().await.unwrap();
+    let a_term = tokio::time::timeout(PATIENCE, a.leadership()).await.unwrap().unwrap();
+    let b = LeaderLatch::new(&b_session, "/doubt", "b").unwrap().start().await.unwrap();
+    let a_id = a_session.id().unwrap();
+
+    // The term is unconfirmed at most 4 s - 1.5 s after the last answered heartbeat; the
+    // server expires the session no sooner than 4 s after it last heard from it.
+    cluster.pause(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2900)).await;
+    assert!(!a.is_leader(), "the term is in doubt");
+    cluster.resume(0).await.unwrap();
+    assert_eq!(a_term.lost().await, LossReason::Unconfirmed);
+
+    let b_term = tokio::time::timeout(PATIENCE, b.leadership()).await.unwrap().unwrap();
+    assert!(b_term.token() > a_term.token());
+    assert_eq!(a_session.id(), Some(a_id), "the session survived");
+    eventually("a rejoined behind b", PATIENCE, || async {
+        (b.participants().await.unwrap() == ["b", "a"]).then_some(())
+    })
+    .await;
+    assert!(!a_term.is_current(), "a term reported lost stays lost");
+}
+
+/// Joining needs a server: with none reachable, `start` fails in bounded time instead of
+/// retrying forever.
+#[tokio::test]
+async fn start_reports_a_failed_first_join() {
+    let cluster = standalone().await;
+    let s = session(&cluster.connect_string(), Duration::from_secs(2)).await;
+    cluster.kill(0).await.unwrap();
+    let latch = LeaderLatch::new(&s, "/nobody", "a").unwrap();
+    let result = tokio::time::timeout(PATIENCE, latch.start()).await.expect("start gives up");
+    assert!(
+        matches!(result, Err(Error::SessionExpired | Error::Unreachable { .. })),
+        "{:?}",
+        result.map(|c| c.id().to_owned())
+    );
 }

@@ -510,3 +510,26 @@ async fn distinct_paths_do_not_contend_and_one_session_holds_many_locks() {
         guard.release().await.unwrap();
     }
 }
+
+/// A release whose delete is in flight when the connection dies (the client fails it with its
+/// own "no response from connection" error, not `ConnectionLoss`) is sent again once the
+/// connection is back: the lock is released, not left to the session's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cut_off_by_a_dead_connection_is_retried() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let (proxy, holder) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
+    let guard = Mutex::new(&holder, "/cut").unwrap().lock().await.unwrap();
+    let id = holder.id().unwrap();
+
+    proxy.set_fault(Fault::Blackhole);
+    let release = tokio::spawn(guard.release());
+    // Past the client's connection timeout (2/5 of the session timeout), short of expiry.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap().expect("released once reconnected");
+    assert_eq!(holder.id(), Some(id), "the same session");
+    assert!(children(&observer, "/cut").await.is_empty());
+}

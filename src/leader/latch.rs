@@ -3,10 +3,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use backon::BackoffBuilder;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
@@ -18,6 +21,8 @@ use crate::token::FencingToken;
 
 /// Curator's node name for LeaderLatch.
 const MARKER: &str = "latch-";
+/// A term lasting this long resets the rejoin backoff.
+const STEADY_TERM: Duration = Duration::from_secs(5);
 
 /// Leader election among participants that each keep a node in one directory: the lowest node
 /// leads.
@@ -83,11 +88,13 @@ impl LeaderLatch {
 
     /// Joins the election: returns once this participant's node is in the queue (it may already
     /// lead). The candidacy then runs in a background task until the [`Candidate`] is closed or
-    /// dropped.
+    /// dropped; from then on, expiries and connection losses are retried, not reported.
     ///
     /// # Errors
     ///
-    /// As [`Mutex::lock`](crate::Mutex::lock), for the first attempt to join.
+    /// As [`Mutex::lock`](crate::Mutex::lock), for this first attempt to join: for example
+    /// [`Error::Unreachable`] if no session can be established within the connect timeout,
+    /// [`Error::NoAuth`] without permission.
     ///
     /// # Cancel safety
     ///
@@ -187,11 +194,12 @@ impl Candidate {
     pub async fn leadership(&self) -> Result<Term, Error> {
         let mut standing = self.standing.clone();
         loop {
-            if let Some(term) = self.term() {
-                return Ok(term);
-            }
-            if let Standing::Ended(err) = &*standing.borrow_and_update() {
-                return Err(err.clone());
+            // Decide on one snapshot, marked seen, so that no change slips between the look
+            // and the wait.
+            match &*standing.borrow_and_update() {
+                Standing::Leading(held) if held.check_held().is_ok() => return Ok(Term::new(held.clone())),
+                Standing::Ended(err) => return Err(err.clone()),
+                _ => {}
             }
             if standing.changed().await.is_err() {
                 return Err(Error::SessionClosed);
@@ -246,7 +254,8 @@ impl Candidate {
         self.stop.take();
         match (&mut self.task).await {
             Ok(result) => result,
-            // The task panicked or the runtime is shutting down: nothing more to report.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            // The runtime is shutting down: nothing more to report.
             Err(_) => Ok(()),
         }
     }
@@ -260,6 +269,8 @@ impl Drop for Candidate {
 }
 
 /// The candidacy: join, wait to lead, lead until the term ends, and again — until stopped.
+/// Until the first join succeeded, any error ends it (and `start` reports it); later, only
+/// errors that retrying cannot fix.
 async fn campaign(
     recipe: Recipe,
     state: watch::Sender<Standing>,
@@ -267,9 +278,11 @@ async fn campaign(
 ) -> Result<(), Error> {
     let backoff = rejoin_backoff();
     let mut delays = backoff.build();
+    let joined = AtomicBool::new(false);
     loop {
         state.send_replace(Standing::Joining);
         let queued = || {
+            joined.store(true, Ordering::Relaxed);
             state.send_replace(Standing::Following);
         };
         let outcome = tokio::select! {
@@ -277,27 +290,37 @@ async fn campaign(
             _ = &mut stop => return Ok(()),
             outcome = recipe.wait_reporting(MARKER, Rule::Exclusive, &queued) => outcome,
         };
-        let holding = match outcome {
-            Ok(holding) => holding,
-            Err(err) if is_final(&err) => {
+        let delay = match outcome {
+            Err(err) if is_final(&err) || !joined.load(Ordering::Relaxed) => {
                 tracing::warn!(path = %recipe.path, error = %err, "leader latch stopped");
                 state.send_replace(Standing::Ended(err.clone()));
                 return Err(err);
             }
             Err(err) => {
-                // The backoff never runs out (`without_max_times`).
                 let delay = delays.next().unwrap_or_default();
                 tracing::info!(path = %recipe.path, error = %err, ?delay, "rejoining the election");
-                tokio::select! {
-                    biased;
-                    _ = &mut stop => return Ok(()),
-                    () = tokio::time::sleep(delay) => continue,
+                delay
+            }
+            Ok(holding) => {
+                let started = Instant::now();
+                if lead(&holding, &state, &mut stop).await {
+                    return holding.release().await;
                 }
+                // Delete the old node before joining again, so that the new one does not queue
+                // behind it (it would, if this session lives on).
+                let _ = holding.release().await;
+                // A term that lasted is no sign of trouble; one lost at once may be.
+                if started.elapsed() >= STEADY_TERM {
+                    delays = backoff.build();
+                }
+                delays.next().unwrap_or_default()
             }
         };
-        delays = backoff.build();
-        if lead(&holding, &state, &mut stop).await {
-            return holding.release().await;
+        // The backoff never runs out (`without_max_times`).
+        tokio::select! {
+            biased;
+            _ = &mut stop => return Ok(()),
+            () = tokio::time::sleep(delay) => {}
         }
     }
 }

@@ -110,12 +110,18 @@ impl LeaderSelector {
                 Ok(holding) => {
                     delays = backoff.build();
                     let lost = holding.lost();
+                    let term = Term::new(holding.held().clone());
                     tokio::select! {
-                        () = lead(Term::new(holding.held().clone())) => holding.release().await,
+                        // A term lost before the task starts never runs it.
+                        biased;
                         reason = lost => {
                             tracing::info!(node = holding.node(), %reason, "leadership lost; the task is cancelled");
-                            Err(Error::Lost { node: holding.node().to_owned(), reason })
+                            let node = holding.node().to_owned();
+                            // Delete the node before queueing again, not to queue behind it.
+                            let _ = holding.release().await;
+                            Err(Error::Lost { node, reason })
                         }
+                        () = lead(term) => holding.release().await,
                     }
                 }
                 Err(err) => Err(err),
