@@ -329,6 +329,8 @@ impl<'s> Attempt<'s> {
     /// Waits until the rule lets this attempt proceed, watching only what it depends on.
     async fn wait(&mut self, mut children: Vec<String>) -> Result<(), Error> {
         let mut last_position = None;
+        // A children watch set by the listing that produced `children`.
+        let mut watched: Option<zk::OneshotWatcher> = None;
         loop {
             let queue = self.queue(&children)?;
             let position = self.position(&queue)?;
@@ -353,19 +355,27 @@ impl<'s> Attempt<'s> {
                 }
                 Decision::WaitForChildren => {
                     drop(queue);
-                    let (now, watcher) = resend(&self.dir, || self.client.list_and_watch_children(&self.dir)).await?;
-                    // The set may have changed since it was listed: wait only if the watched
-                    // list still says to.
-                    let queue = self.queue(&now)?;
-                    if self.rule.decide(&queue, self.position(&queue)?) == Decision::WaitForChildren {
-                        drop(queue);
-                        self.until_fired(watcher).await?;
-                        tracing::debug!(position, "list contenders");
-                        self.list().await?
-                    } else {
-                        drop(queue);
-                        now
-                    }
+                    // `children` came with a watch (`watched`) when the last wake-up listed
+                    // them; otherwise list again with one: the set may have changed since.
+                    let watcher = match watched.take() {
+                        Some(watcher) => watcher,
+                        None => {
+                            let (now, watcher) = self.list_and_watch().await?;
+                            let queue = self.queue(&now)?;
+                            if self.rule.decide(&queue, self.position(&queue)?) != Decision::WaitForChildren {
+                                drop(queue);
+                                children = now;
+                                continue;
+                            }
+                            watcher
+                        }
+                    };
+                    self.until_fired(watcher).await?;
+                    tracing::debug!(position, "list contenders");
+                    // One request per wake-up: the new list arrives with the next watch.
+                    let (now, watcher) = self.list_and_watch().await?;
+                    watched = Some(watcher);
+                    now
                 }
                 Decision::Proceed => unreachable!("handled above"),
             };
@@ -425,6 +435,10 @@ impl<'s> Attempt<'s> {
             (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
             _ => Ok(()),
         }
+    }
+
+    async fn list_and_watch(&self) -> Result<(Vec<String>, zk::OneshotWatcher), Error> {
+        resend(&self.dir, || self.client.list_and_watch_children(&self.dir)).await
     }
 
     async fn list(&self) -> Result<Vec<String>, Error> {
