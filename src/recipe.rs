@@ -36,8 +36,7 @@ impl Recipe {
         timeout: Option<Duration>,
     ) -> Result<Holding, Error> {
         let patience = timeout.map_or(Patience::Forever, Patience::For);
-        let held = queue::acquire(&self.session, &self.spec(marker, rule), patience).await?;
-        Ok(held.expect("waiting ends holding or in an error, never in nothing"))
+        self.wait_with(&self.spec(marker, rule), patience).await
     }
 
     /// [`wait`](Recipe::wait) without a deadline, calling `queued` once the node is in the
@@ -49,7 +48,11 @@ impl Recipe {
         queued: &(dyn Fn() + Send + Sync),
     ) -> Result<Holding, Error> {
         let spec = Spec { on_queued: Some(queued), ..self.spec(marker, rule) };
-        let held = queue::acquire(&self.session, &spec, Patience::Forever).await?;
+        self.wait_with(&spec, Patience::Forever).await
+    }
+
+    async fn wait_with(&self, spec: &Spec<'_>, patience: Patience) -> Result<Holding, Error> {
+        let held = queue::acquire(&self.session, spec, patience).await?;
         Ok(held.expect("waiting ends holding or in an error, never in nothing"))
     }
 
