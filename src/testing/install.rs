@@ -46,7 +46,7 @@ impl Installation {
     }
 }
 
-fn locate_java() -> Result<PathBuf, HarnessError> {
+pub(super) fn locate_java() -> Result<PathBuf, HarnessError> {
     if let Some(home) = env::var_os("JAVA_HOME") {
         let java = Path::new(&home).join("bin/java");
         if java.is_file() {

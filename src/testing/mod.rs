@@ -32,6 +32,7 @@
 
 mod install;
 mod member;
+mod peer;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use tokio::sync::Mutex;
 
 use self::install::{Installation, Source};
 use self::member::{Member, Process, four_letter};
+pub use self::peer::{Library, Peer, PeerContender, PeerRecipe};
 pub use self::proxy::{Fault, Proxy};
 
 /// Errors of the test harness. Each says how to fix the setup.
@@ -63,6 +65,17 @@ pub enum HarnessError {
          to its jars"
     )]
     ZooKeeperMissing(String),
+
+    /// An interop peer's library or tools are missing.
+    #[error(
+        "an interop peer cannot run ({0}): install Curator, kazoo and javac with `sudo apt-get \
+         install -y libcurator-recipes-java python3-kazoo default-jdk-headless` (Debian/Ubuntu)"
+    )]
+    PeerMissing(String),
+
+    /// An interop peer failed or answered something unexpected.
+    #[error("interop peer: {0}")]
+    Peer(String),
 
     /// A server did not start serving.
     #[error("ZooKeeper member {member} is not serving after {after:?}; its log is {log:?}:\n{tail}")]

@@ -1,0 +1,351 @@
+//! Apache Curator and kazoo contenders in child processes, driven from Rust: the other side of
+//! the interop tests.
+//!
+//! A [`Peer`] is one process — a JVM running `tests/peers/CuratorPeer.java` against Debian's
+//! Curator 5.4 jars, or Debian's `/usr/bin/python3` running `tests/peers/kazoo_peer.py` with
+//! kazoo 2.8. It hosts any number of [`PeerContender`]s, each with its own client and therefore
+//! its own ZooKeeper session. The Java source is compiled with `javac` on first use into the
+//! build directory next to the running executable (never committed as class files).
+//!
+//! A contender does one thing at a time, in the order asked; every call waits for the peer's
+//! answer, so the test decides the interleaving. Leadership changes of a Curator `LeaderLatch`
+//! or `LeaderSelector` arrive as [`PeerContender::event`]s.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{Mutex, mpsc};
+
+use super::HarnessError;
+
+const CURATOR_SOURCE: &str = include_str!("../../tests/peers/CuratorPeer.java");
+const KAZOO_SOURCE: &str = include_str!("../../tests/peers/kazoo_peer.py");
+/// Debian's jars; their manifests name the jars they need (ZooKeeper's client, Guava, SLF4J).
+const CURATOR_CLASSPATH: &str = "/usr/share/java/curator-recipes.jar:/usr/share/java/slf4j-nop.jar";
+/// Debian's kazoo is importable only by Debian's own Python, not by another first on `PATH`.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+/// How long a peer may take to answer one command; acquisitions take a timeout below this.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// The library a [`Peer`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Library {
+    /// Apache Curator 5.4 (Java).
+    Curator,
+    /// kazoo 2.8 (Python).
+    Kazoo,
+}
+
+/// The recipe a [`PeerContender`] uses, on the path given to [`Peer::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRecipe<'a> {
+    /// Curator's `InterProcessMutex`, or kazoo's default `Lock` (which ignores Curator's node
+    /// names).
+    Mutex,
+    /// kazoo's `Lock(extra_lock_patterns=["-lock-"])`, which also counts Curator-named nodes.
+    KazooLockSeeingCurator,
+    /// The read side of Curator's `InterProcessReadWriteLock`, or kazoo's `ReadLock`.
+    Read,
+    /// The write side of Curator's `InterProcessReadWriteLock`, or kazoo's `WriteLock`.
+    Write,
+    /// Curator's `InterProcessSemaphoreV2` with this many permits.
+    Semaphore(u32),
+    /// Curator's `LeaderLatch` with this participant id.
+    Latch(&'a str),
+    /// Curator's `LeaderSelector` with this participant id.
+    Selector(&'a str),
+}
+
+impl PeerRecipe<'_> {
+    /// The protocol's words for this recipe on `library`, if it has it.
+    fn words(self, library: Library) -> Option<String> {
+        Some(match (self, library) {
+            (Self::Mutex, Library::Curator) => "mutex".into(),
+            (Self::Mutex, Library::Kazoo) => "lock".into(),
+            (Self::KazooLockSeeingCurator, Library::Kazoo) => "lock-curator".into(),
+            (Self::Read, _) => "read".into(),
+            (Self::Write, _) => "write".into(),
+            (Self::Semaphore(permits), Library::Curator) => format!("semaphore {{path}} {permits}"),
+            (Self::Latch(id), Library::Curator) => format!("latch {{path}} {id}"),
+            (Self::Selector(id), Library::Curator) => format!("selector {{path}} {id}"),
+            _ => return None,
+        })
+    }
+}
+
+type Routes = Arc<StdMutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
+
+/// One Curator or kazoo process hosting contenders. Dropping it ends the process, and with it
+/// every contender's session.
+#[derive(Debug)]
+pub struct Peer {
+    library: Library,
+    stdin: Arc<Mutex<ChildStdin>>,
+    routes: Routes,
+    next_id: AtomicUsize,
+    _child: Child,
+}
+
+impl Peer {
+    /// Starts a peer process of `library` that connects its contenders to `connect_string`.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::PeerMissing`] with the install command when `javac`, Curator's jars,
+    /// Debian's Python or kazoo are missing; [`HarnessError::Peer`] when the process does not
+    /// come up.
+    pub async fn start(library: Library, connect_string: &str) -> Result<Self, HarnessError> {
+        let mut command = match library {
+            Library::Curator => {
+                let classes = compiled_curator_peer().await?;
+                let mut command = Command::new(java()?);
+                command
+                    .arg("-Xss512k")
+                    .arg("-XX:+UseSerialGC")
+                    .arg("-cp")
+                    .arg(format!("{CURATOR_CLASSPATH}:{}", classes.display()))
+                    .arg("CuratorPeer");
+                command
+            }
+            Library::Kazoo => {
+                if !Path::new(DEBIAN_PYTHON).is_file() {
+                    return Err(HarnessError::PeerMissing(format!("{DEBIAN_PYTHON} does not exist")));
+                }
+                let mut command = Command::new(DEBIAN_PYTHON);
+                command.arg("-u").arg("-c").arg(KAZOO_SOURCE);
+                command
+            }
+        };
+        let mut child = command
+            .arg(connect_string)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| HarnessError::io("starting an interop peer", e))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+
+        let first = tokio::time::timeout(ANSWER_WITHIN, lines.next_line()).await;
+        match first {
+            Ok(Ok(Some(line))) if line == "peer ready" => {}
+            Ok(Ok(None)) if library == Library::Kazoo => {
+                return Err(HarnessError::PeerMissing(format!(
+                    "{DEBIAN_PYTHON} could not run the kazoo peer (is python3-kazoo installed? its error is above)"
+                )));
+            }
+            other => return Err(HarnessError::Peer(format!("{library:?} peer did not start: {other:?}"))),
+        }
+
+        let routes = Routes::default();
+        let table = Arc::clone(&routes);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let (id, rest) = line.split_once(' ').unwrap_or((&line, ""));
+                if let Some(route) = table.lock().expect("routes").get(id) {
+                    let _ = route.send(rest.to_owned());
+                }
+            }
+            // The process ended: dropping the senders tells every contender.
+            table.lock().expect("routes").clear();
+        });
+        Ok(Self { library, stdin: Arc::new(Mutex::new(stdin)), routes, next_id: AtomicUsize::new(0), _child: child })
+    }
+
+    /// The library this peer runs.
+    pub fn library(&self) -> Library {
+        self.library
+    }
+
+    /// A new contender with its own client and session, using `recipe` on `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library has no such recipe here, or the peer reports an
+    /// error (it could not connect, say).
+    pub async fn open(&self, recipe: PeerRecipe<'_>, path: &str) -> Result<PeerContender, HarnessError> {
+        let words = recipe
+            .words(self.library)
+            .ok_or_else(|| HarnessError::Peer(format!("{:?} has no {recipe:?} here", self.library)))?;
+        let words = if words.contains("{path}") { words.replace("{path}", path) } else { format!("{words} {path}") };
+        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (sender, lines) = mpsc::unbounded_channel();
+        self.routes.lock().expect("routes").insert(id.clone(), sender);
+        let mut contender =
+            PeerContender { id, library: self.library, stdin: Arc::clone(&self.stdin), lines, session_id: 0 };
+        let opened = contender.call(&format!("open {words}"), "opened").await?;
+        contender.session_id =
+            i64::from_str_radix(&opened, 16).map_err(|_| HarnessError::Peer(format!("bad session id {opened:?}")))?;
+        Ok(contender)
+    }
+}
+
+/// One Curator or kazoo client in a [`Peer`], with one recipe object.
+#[derive(Debug)]
+pub struct PeerContender {
+    id: String,
+    library: Library,
+    stdin: Arc<Mutex<ChildStdin>>,
+    lines: mpsc::UnboundedReceiver<String>,
+    session_id: i64,
+}
+
+impl PeerContender {
+    /// The ZooKeeper session id of this contender's client.
+    pub fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
+    /// Acquires the lock, semaphore lease or (latch, selector) starts campaigning; waits at
+    /// most `timeout` where given. Returns the contender's node name once held, `None` on
+    /// timeout. A latch or selector answers at once with `None`; its leadership arrives as
+    /// [`event`](Self::event)s.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    pub async fn acquire(&mut self, timeout: Option<Duration>) -> Result<Option<String>, HarnessError> {
+        let command = match timeout {
+            Some(timeout) => format!("acquire {}", timeout.as_millis()),
+            None => "acquire".to_owned(),
+        };
+        self.send(&command).await?;
+        let (word, text) = self.answer().await?;
+        match word.as_str() {
+            "acquired" => Ok(Some(text)),
+            "timeout" | "started" => Ok(None),
+            _ => Err(self.unexpected(&command, &word, &text)),
+        }
+    }
+
+    /// Releases what [`acquire`](Self::acquire) took (a latch closes; a selector leader returns
+    /// from `takeLeadership` and the selector closes).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    pub async fn release(&mut self) -> Result<(), HarnessError> {
+        self.call("release", "released").await.map(drop)
+    }
+
+    /// What the library reports as the participants: node names for a lock (Curator's
+    /// `getParticipantNodes`), `id:is_leader` for a latch or selector (Curator's
+    /// `getParticipants`), identifiers for kazoo (`contenders()`).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    pub async fn participants(&mut self) -> Result<Vec<String>, HarnessError> {
+        let text = self.call("participants", "participants").await?;
+        Ok(text.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// The next event: `leader <node>` or `notleader` for a latch, `leader <node>` for a
+    /// selector.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if nothing arrives within a minute or the peer died.
+    pub async fn event(&mut self) -> Result<String, HarnessError> {
+        let (word, text) = self.answer().await?;
+        Ok(if text.is_empty() { word } else { format!("{word} {text}") })
+    }
+
+    /// Closes the contender's client, which ends its session (its nodes go at once).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    pub async fn close(mut self) -> Result<(), HarnessError> {
+        self.call("close", "closed").await.map(drop)
+    }
+
+    async fn call(&mut self, command: &str, expect: &str) -> Result<String, HarnessError> {
+        self.send(command).await?;
+        let (word, text) = self.answer().await?;
+        if word == expect { Ok(text) } else { Err(self.unexpected(command, &word, &text)) }
+    }
+
+    async fn send(&self, command: &str) -> Result<(), HarnessError> {
+        let line = format!("{} {command}\n", self.id);
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to an interop peer", e))?;
+        stdin.flush().await.map_err(|e| HarnessError::io("writing to an interop peer", e))
+    }
+
+    async fn answer(&mut self) -> Result<(String, String), HarnessError> {
+        let line = tokio::time::timeout(ANSWER_WITHIN, self.lines.recv())
+            .await
+            .map_err(|_| {
+                HarnessError::Peer(format!(
+                    "{:?} contender {} did not answer within {ANSWER_WITHIN:?}",
+                    self.library, self.id
+                ))
+            })?
+            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))?;
+        let (word, text) = line.split_once(' ').unwrap_or((&line, ""));
+        Ok((word.to_owned(), text.to_owned()))
+    }
+
+    fn unexpected(&self, command: &str, word: &str, text: &str) -> HarnessError {
+        HarnessError::Peer(format!("{:?} contender {}: `{command}` answered `{word} {text}`", self.library, self.id))
+    }
+}
+
+fn java() -> Result<PathBuf, HarnessError> {
+    super::install::locate_java()
+}
+
+/// Compiles the Curator peer once per source version into the build directory; concurrent
+/// test processes each compile into their own directory and the first rename wins.
+async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
+    if !Path::new("/usr/share/java/curator-recipes.jar").is_file() {
+        return Err(HarnessError::PeerMissing("/usr/share/java/curator-recipes.jar does not exist".into()));
+    }
+    let javac = java()?.with_file_name("javac");
+    if !javac.is_file() {
+        return Err(HarnessError::PeerMissing(format!("{} does not exist (javac is in the JDK)", javac.display())));
+    }
+    let mut hasher = DefaultHasher::new();
+    CURATOR_SOURCE.hash(&mut hasher);
+    let exe = std::env::current_exe().map_err(|e| HarnessError::io("finding the build directory", e))?;
+    let root = exe.parent().unwrap_or(Path::new(".")).join("zk-recipes-peers");
+    let classes = root.join(format!("curator-{:016x}", hasher.finish()));
+    if classes.join("CuratorPeer.class").is_file() {
+        return Ok(classes);
+    }
+    let staging = root.join(format!("staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| HarnessError::io("creating the peer build directory", e))?;
+    let source = staging.join("CuratorPeer.java");
+    std::fs::write(&source, CURATOR_SOURCE).map_err(|e| HarnessError::io("writing the Curator peer", e))?;
+    let output = Command::new(&javac)
+        .arg("-nowarn")
+        .arg("-cp")
+        .arg(CURATOR_CLASSPATH)
+        .arg("-d")
+        .arg(&staging)
+        .arg(&source)
+        .output()
+        .await
+        .map_err(|e| HarnessError::io("running javac", e))?;
+    if !output.status.success() {
+        return Err(HarnessError::Peer(format!(
+            "javac failed on the Curator peer:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    if std::fs::rename(&staging, &classes).is_err() {
+        // Another process got there first; its classes are the same.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(classes)
+}

@@ -1,0 +1,258 @@
+//! Driving Rust and peer contenders side by side: each contender runs in its own task and does
+//! what the test says, when it says; the test sees every acquisition in one stream, in the
+//! order they happened.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use zk_recipes::testing::PeerContender;
+use zk_recipes::{Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock, Semaphore, WriteGuard, zk};
+
+/// Long enough for any acquisition on a loopback ensemble, short enough to fail a hung test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a test watches for something that must not happen (a second holder, say).
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// One contender, Rust or peer, with what it holds.
+pub enum Contender {
+    Mutex(Mutex, Option<MutexGuard>),
+    Read(ReadWriteLock, Option<ReadGuard>),
+    Write(ReadWriteLock, Option<WriteGuard>),
+    Semaphore(Semaphore, Option<Lease>),
+    Peer(PeerContender),
+}
+
+impl Contender {
+    pub fn mutex(mutex: Mutex) -> Self {
+        Self::Mutex(mutex, None)
+    }
+
+    pub fn read(lock: ReadWriteLock) -> Self {
+        Self::Read(lock, None)
+    }
+
+    pub fn write(lock: ReadWriteLock) -> Self {
+        Self::Write(lock, None)
+    }
+
+    pub fn semaphore(semaphore: Semaphore) -> Self {
+        Self::Semaphore(semaphore, None)
+    }
+
+    /// Acquires, waiting as long as it takes; returns the node's name (last path segment) and,
+    /// for a Rust contender, the sequence of its fencing token.
+    async fn acquire(&mut self) -> (String, Option<u32>) {
+        fn named(node: &str) -> String {
+            node.rsplit('/').next().unwrap_or(node).to_owned()
+        }
+        match self {
+            Self::Mutex(mutex, held) => {
+                let guard = held.insert(mutex.lock().await.expect("Rust mutex"));
+                (named(guard.node()), Some(guard.token().sequence()))
+            }
+            Self::Read(lock, held) => {
+                let guard = held.insert(lock.read().await.expect("Rust read lock"));
+                (named(guard.node()), Some(guard.token().sequence()))
+            }
+            Self::Write(lock, held) => {
+                let guard = held.insert(lock.write().await.expect("Rust write lock"));
+                (named(guard.node()), Some(guard.token().sequence()))
+            }
+            Self::Semaphore(semaphore, held) => {
+                let lease = held.insert(semaphore.acquire().await.expect("Rust semaphore"));
+                (named(lease.nodes().next().unwrap()), Some(lease.token().sequence()))
+            }
+            Self::Peer(peer) => (peer.acquire(None).await.expect("peer acquire").expect("no timeout was set"), None),
+        }
+    }
+
+    async fn release(&mut self) {
+        match self {
+            Self::Mutex(_, held) => held.take().expect("held").release().await.expect("release"),
+            Self::Read(_, held) => held.take().expect("held").release().await.expect("release"),
+            Self::Write(_, held) => held.take().expect("held").release().await.expect("release"),
+            Self::Semaphore(_, held) => held.take().expect("held").release().await.expect("release"),
+            Self::Peer(peer) => peer.release().await.expect("peer release"),
+        }
+    }
+}
+
+enum Step {
+    Acquire,
+    Release,
+}
+
+/// An acquisition as the contender reported it.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    /// The contender's index in the [`Table`].
+    pub who: usize,
+    /// Its node's name.
+    pub node: String,
+    /// The Rust contender's token sequence (peers have none).
+    pub token_sequence: Option<u32>,
+}
+
+impl Acquired {
+    /// The ZooKeeper sequence number at the end of the node's name.
+    pub fn sequence(&self) -> u32 {
+        self.node[self.node.len() - 10..].parse().unwrap_or_else(|_| panic!("no sequence in {}", self.node))
+    }
+}
+
+/// The contenders of one test, each in its own task.
+pub struct Table {
+    names: Vec<String>,
+    steps: Vec<mpsc::UnboundedSender<Step>>,
+    sender: mpsc::UnboundedSender<Acquired>,
+    acquired: mpsc::UnboundedReceiver<Acquired>,
+}
+
+impl Table {
+    pub fn new() -> Self {
+        let (sender, acquired) = mpsc::unbounded_channel();
+        Self { names: Vec::new(), steps: Vec::new(), sender, acquired }
+    }
+
+    /// Adds a contender; returns its index.
+    pub fn add(&mut self, name: impl Into<String>, mut contender: Contender) -> usize {
+        let who = self.names.len();
+        let (steps, mut orders) = mpsc::unbounded_channel();
+        let acquired = self.sender.clone();
+        tokio::spawn(async move {
+            while let Some(step) = orders.recv().await {
+                match step {
+                    Step::Acquire => {
+                        let (node, token_sequence) = contender.acquire().await;
+                        let _ = acquired.send(Acquired { who, node, token_sequence });
+                    }
+                    Step::Release => contender.release().await,
+                }
+            }
+        });
+        self.names.push(name.into());
+        self.steps.push(steps);
+        who
+    }
+
+    pub fn name(&self, who: usize) -> &str {
+        &self.names[who]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Tells `who` to acquire; its acquisition arrives through [`next`](Self::next).
+    pub fn acquire(&self, who: usize) {
+        self.steps[who].send(Step::Acquire).expect("contender task");
+    }
+
+    /// Tells `who` to release what it holds (after anything asked of it before).
+    pub fn release(&self, who: usize) {
+        self.steps[who].send(Step::Release).expect("contender task");
+    }
+
+    /// The next acquisition, within [`PATIENCE`].
+    pub async fn next(&mut self) -> Acquired {
+        timeout(PATIENCE, self.acquired.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nobody acquired within {PATIENCE:?}"))
+            .expect("contender tasks live as long as the table")
+    }
+
+    /// The next acquisition if one comes within `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<Acquired> {
+        timeout(within, self.acquired.recv()).await.ok().flatten()
+    }
+
+    /// Fails if anyone acquires within [`QUIET`]: `why` says who holds and must be waited for.
+    pub async fn assert_nobody_acquires(&mut self, why: &str) {
+        if let Some(a) = self.next_within(QUIET).await {
+            panic!("{} acquired ({}) although {why}", self.name(a.who), a.node);
+        }
+    }
+
+    /// Asks `who` to acquire and waits until its node is in `dir` (it then waits in the queue).
+    pub async fn enqueue(&mut self, who: usize, observer: &zk::Client, dir: &str) {
+        let before = children(observer, dir).await.len();
+        self.acquire(who);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while children(observer, dir).await.len() <= before {
+            assert!(tokio::time::Instant::now() < deadline, "{} never queued in {dir}", self.name(who));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// One round of exclusive turns in `order`: the first acquires, the others queue one after
+    /// another, then each hands over to the next. Fails on any overlap (someone acquiring while
+    /// another holds) or any turn out of order; returns the acquisitions in order.
+    pub async fn exclusive_round(&mut self, order: &[usize], observer: &zk::Client, dir: &str) -> Vec<Acquired> {
+        self.acquire(order[0]);
+        let first = self.next().await;
+        assert_eq!(first.who, order[0], "{} acquired instead of {}", self.name(first.who), self.name(order[0]));
+        for &who in &order[1..] {
+            self.enqueue(who, observer, dir).await;
+        }
+        let mut turns = vec![first];
+        while turns.len() < order.len() {
+            let holder = turns.last().unwrap().who;
+            // The critical section: nobody else may get in while the holder holds.
+            self.assert_nobody_acquires(&format!("{} holds", self.name(holder))).await;
+            self.release(holder);
+            let next = self.next().await;
+            let expected = order[turns.len()];
+            assert_eq!(
+                next.who,
+                expected,
+                "FIFO: {} acquired, but {} queued first",
+                self.name(next.who),
+                self.name(expected)
+            );
+            turns.push(next);
+        }
+        self.release(turns.last().unwrap().who);
+        turns
+    }
+}
+
+/// The children of `dir`, or none if it does not exist.
+pub async fn children(client: &zk::Client, dir: &str) -> Vec<String> {
+    match client.list_children(dir).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => panic!("listing {dir}: {e}"),
+    }
+}
+
+/// Asserts that the fencing tokens of `turns` strictly increase, and that each Rust
+/// contender's token is its node's sequence number.
+pub fn assert_tokens_increase(turns: &[Acquired]) {
+    for turn in turns {
+        if let Some(sequence) = turn.token_sequence {
+            assert_eq!(sequence, turn.sequence(), "token of {}", turn.node);
+        }
+    }
+    for pair in turns.windows(2) {
+        assert!(
+            pair[0].sequence() < pair[1].sequence(),
+            "tokens must increase: {} then {}",
+            pair[0].node,
+            pair[1].node
+        );
+    }
+}
+
+/// Waits until `dir` has no children (releases are asked for, not awaited).
+pub async fn until_empty(client: &zk::Client, dir: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let names = children(client, dir).await;
+        if names.is_empty() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nodes left in {dir}: {names:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

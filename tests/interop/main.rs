@@ -1,0 +1,30 @@
+//! Interop against real Apache Curator 5.4 (Java) and kazoo 2.8 (Python) peers: Rust and peer
+//! contenders share one path on a 3-node ensemble, and the test drives the interleaving.
+//!
+//! Each module backs the interop table of its recipe in `recipes/`.
+
+mod driver;
+mod leader;
+mod mutex;
+mod rwlock;
+mod semaphore;
+
+use std::time::Duration;
+
+use zk_recipes::testing::TestingCluster;
+use zk_recipes::{Session, zk};
+
+/// A 3-node ensemble, as the interop tests use.
+async fn ensemble() -> TestingCluster {
+    TestingCluster::ensemble(3).await.expect("a 3-node ZooKeeper ensemble")
+}
+
+/// A Rust session on `connect`.
+async fn session(connect: &str) -> Session {
+    Session::builder().session_timeout(Duration::from_secs(6)).connect(connect).await.expect("a Rust session")
+}
+
+/// A plain client to look at the tree with.
+async fn observer(connect: &str) -> zk::Client {
+    zk::Client::connect(connect).await.expect("an observer client")
+}

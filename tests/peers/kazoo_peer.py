@@ -1,0 +1,107 @@
+"""A kazoo contender host for the interop tests, driven line by line over stdin/stdout.
+
+Usage: /usr/bin/python3 kazoo_peer.py <connect string>   (Debian's kazoo imports only there)
+
+The protocol is CuratorPeer.java's, for kazoo's recipes:
+
+  <id> open lock <path>           a default kazoo Lock           -> opened <session id hex>
+  <id> open lock-curator <path>   Lock(extra_lock_patterns=["-lock-"]), which sees Curator nodes
+  <id> open read|write <path>     ReadLock / WriteLock
+  <id> acquire [timeout ms]       -> acquired <node> | timeout | error <text>
+  <id> release                    -> released
+  <id> participants               -> participants <identifier>...  (kazoo's contenders())
+  <id> close                      -> closed   (ends the session)
+
+A contender is one KazooClient (one session) and one lock; its commands run in order on its own
+thread.
+"""
+
+import queue
+import sys
+import threading
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import LockTimeout
+
+_print_lock = threading.Lock()
+
+
+def reply(ident, text):
+    with _print_lock:
+        sys.stdout.write(f"{ident} {text}\n")
+        sys.stdout.flush()
+
+
+class Contender:
+    def __init__(self, ident, connect):
+        self.ident = ident
+        self.connect = connect
+        self.client = None
+        self.lock = None
+        self.commands = queue.Queue()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            words = self.commands.get()
+            try:
+                getattr(self, "do_" + words[1].replace("-", "_"))(*words[2:])
+            except Exception as error:  # the driver decides what an error means
+                reply(self.ident, "error " + repr(error).replace("\n", " "))
+
+    def do_open(self, recipe, path):
+        self.client = KazooClient(hosts=self.connect, timeout=6.0)
+        self.client.start(timeout=10)
+        make = {
+            "lock": lambda: self.client.Lock(path, self.ident),
+            "lock-curator": lambda: self.client.Lock(path, self.ident, extra_lock_patterns=["-lock-"]),
+            "read": lambda: self.client.ReadLock(path, self.ident),
+            "write": lambda: self.client.WriteLock(path, self.ident),
+        }
+        self.lock = make[recipe]()
+        reply(self.ident, "opened %x" % self.client.client_id[0])
+
+    def do_acquire(self, timeout_ms=None):
+        timeout = None if timeout_ms is None else int(timeout_ms) / 1000
+        try:
+            self.lock.acquire(timeout=timeout)
+        except LockTimeout:
+            reply(self.ident, "timeout")
+            return
+        reply(self.ident, "acquired " + self.lock.node)
+
+    def do_release(self):
+        self.lock.release()
+        reply(self.ident, "released")
+
+    def do_participants(self):
+        reply(self.ident, "participants " + " ".join(self.lock.contenders()))
+
+    def do_close(self):
+        self.client.stop()
+        self.client.close()
+        reply(self.ident, "closed")
+
+
+def main():
+    connect = sys.argv[1]
+    contenders = {}
+    reply("peer", "ready")
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) < 2:
+            reply("peer", "error bad command: " + line.strip())
+            continue
+        ident = words[0]
+        if words[1] == "open" and ident not in contenders:
+            contenders[ident] = Contender(ident, connect)
+        contender = contenders.get(ident)
+        if contender is None:
+            reply(ident, "error no contender " + ident)
+            continue
+        contender.commands.put(words)
+    # The driver closed our stdin: it is done with us (or died); exiting ends every session.
+
+
+if __name__ == "__main__":
+    main()
