@@ -118,7 +118,7 @@ async fn curator_lists_rust_contenders_as_participants_in_queue_order() {
 
     table.acquire(holder);
     let held = table.next().await;
-    assert_eq!(looker.participants().await.unwrap(), [held.node.clone()], "Curator's getParticipantNodes");
+    assert_eq!(looker.participants().await.unwrap(), std::slice::from_ref(&held.node), "Curator's getParticipantNodes");
     table.enqueue(waiter, &observer, PATH).await;
     table.enqueue(late, &observer, PATH).await;
     let listed = looker.participants().await.unwrap();
