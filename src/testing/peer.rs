@@ -55,7 +55,13 @@ pub enum PeerRecipe<'a> {
     Read,
     /// The write side of Curator's `InterProcessReadWriteLock`, or kazoo's `WriteLock`.
     Write,
-    /// Curator's `InterProcessSemaphoreV2` with this many permits.
+    /// kazoo's `ReadLock(extra_lock_patterns=["__WRIT__"])`, which also waits for Curator-named
+    /// writers.
+    KazooReadSeeingCurator,
+    /// kazoo's `WriteLock(extra_lock_patterns=["__WRIT__", "__READ__"])`, which also waits for
+    /// Curator-named readers and writers.
+    KazooWriteSeeingCurator,
+    /// Curator's `InterProcessSemaphoreV2`, or kazoo's `Semaphore`, with this many permits.
     Semaphore(u32),
     /// Curator's `LeaderLatch` with this participant id.
     Latch(&'a str),
@@ -70,9 +76,11 @@ impl PeerRecipe<'_> {
             (Self::Mutex, Library::Curator) => "mutex".into(),
             (Self::Mutex, Library::Kazoo) => "lock".into(),
             (Self::KazooLockSeeingCurator, Library::Kazoo) => "lock-curator".into(),
+            (Self::KazooReadSeeingCurator, Library::Kazoo) => "read-curator".into(),
+            (Self::KazooWriteSeeingCurator, Library::Kazoo) => "write-curator".into(),
             (Self::Read, _) => "read".into(),
             (Self::Write, _) => "write".into(),
-            (Self::Semaphore(permits), Library::Curator) => format!("semaphore {{path}} {permits}"),
+            (Self::Semaphore(permits), _) => format!("semaphore {{path}} {permits}"),
             (Self::Latch(id), Library::Curator) => format!("latch {{path}} {id}"),
             (Self::Selector(id), Library::Curator) => format!("selector {{path}} {id}"),
             _ => return None,

@@ -10,10 +10,26 @@ const PATH: &str = "/interop/rwlock";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_share_and_writers_exclude_across_rust_and_curator() {
+    readers_share_and_writers_exclude(Library::Curator, PeerRecipe::Read, PeerRecipe::Write).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_share_and_writers_exclude_across_rust_and_kazoo_told_about_curator_names() {
+    readers_share_and_writers_exclude(
+        Library::Kazoo,
+        PeerRecipe::KazooReadSeeingCurator,
+        PeerRecipe::KazooWriteSeeingCurator,
+    )
+    .await;
+}
+
+/// Readers of both sides hold together; a writer of either side waits for all of them and
+/// holds alone; a reader arriving behind a writer of the other side waits for it.
+async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'static>, write: PeerRecipe<'static>) {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let other = Peer::start(library, &connect).await.unwrap();
     let mut table = Table::new();
     let rust = async |name: &str, table: &mut Table, write: bool| {
         let lock = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
@@ -24,43 +40,43 @@ async fn readers_share_and_writers_exclude_across_rust_and_curator() {
     let rust_writer = rust("rust writer", &mut table, true).await;
     let second_rust_reader = rust("second rust reader", &mut table, false).await;
     let peer = async |name: &str, table: &mut Table, recipe| {
-        table.add(name, Contender::Peer(curator.open(recipe, PATH).await.unwrap()))
+        table.add(name, Contender::Peer(other.open(recipe, PATH).await.unwrap()))
     };
-    let curator_reader = peer("curator reader", &mut table, PeerRecipe::Read).await;
-    let curator_writer = peer("curator writer", &mut table, PeerRecipe::Write).await;
-    let late_curator_reader = peer("late curator reader", &mut table, PeerRecipe::Read).await;
+    let peer_reader = peer("peer reader", &mut table, read).await;
+    let peer_writer = peer("peer writer", &mut table, write).await;
+    let late_peer_reader = peer("late peer reader", &mut table, read).await;
 
     let mut turns = Vec::new();
     // Readers of both languages hold together.
-    for reader in [rust_reader, curator_reader, second_rust_reader] {
+    for reader in [rust_reader, peer_reader, second_rust_reader] {
         table.acquire(reader);
         let turn = table.next().await;
         assert_eq!(turn.who, reader, "{} shares the lock with the readers before it", table.name(reader));
         turns.push(turn);
     }
-    // A Curator writer waits for the Rust and Curator readers; a Rust reader arriving after it
+    // A peer writer waits for the Rust and peer readers; a Rust reader arriving after it
     // waits for it.
-    table.enqueue(curator_writer, &observer, PATH).await;
+    table.enqueue(peer_writer, &observer, PATH).await;
     table.assert_nobody_acquires("three readers hold").await;
     table.enqueue(late_rust_reader, &observer, PATH).await;
-    table.assert_nobody_acquires("readers hold and a Curator writer is queued ahead").await;
+    table.assert_nobody_acquires("readers hold and a peer writer is queued ahead").await;
     table.release(rust_reader);
-    table.release(curator_reader);
+    table.release(peer_reader);
     table.assert_nobody_acquires("a Rust reader still holds").await;
     table.release(second_rust_reader);
     let turn = table.next().await;
-    assert_eq!(turn.who, curator_writer, "the Curator writer follows the last reader");
+    assert_eq!(turn.who, peer_writer, "the peer writer follows the last reader");
     turns.push(turn);
-    table.assert_nobody_acquires("the Curator writer holds").await;
-    table.release(curator_writer);
+    table.assert_nobody_acquires("the peer writer holds").await;
+    table.release(peer_writer);
     let turn = table.next().await;
     assert_eq!(turn.who, late_rust_reader);
     turns.push(turn);
 
-    // A Rust writer waits for the Rust reader; a Curator reader arriving after it waits for it.
+    // A Rust writer waits for the Rust reader; a peer reader arriving after it waits for it.
     table.enqueue(rust_writer, &observer, PATH).await;
     table.assert_nobody_acquires("a Rust reader holds").await;
-    table.enqueue(late_curator_reader, &observer, PATH).await;
+    table.enqueue(late_peer_reader, &observer, PATH).await;
     table.assert_nobody_acquires("a reader holds and a Rust writer is queued ahead").await;
     table.release(late_rust_reader);
     let turn = table.next().await;
@@ -69,9 +85,9 @@ async fn readers_share_and_writers_exclude_across_rust_and_curator() {
     table.assert_nobody_acquires("the Rust writer holds").await;
     table.release(rust_writer);
     let turn = table.next().await;
-    assert_eq!(turn.who, late_curator_reader);
+    assert_eq!(turn.who, late_peer_reader);
     turns.push(turn);
-    table.release(late_curator_reader);
+    table.release(late_peer_reader);
 
     assert_tokens_increase(&turns);
     until_empty(&observer, PATH).await;
@@ -93,4 +109,65 @@ async fn rust_and_curator_writers_take_fifo_turns_without_overlap() {
         let turns = table.exclusive_round(&order, &observer, PATH).await;
         assert_tokens_increase(&turns);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_waits_for_default_kazoo_readers_and_writers() {
+    // Rust counts kazoo's `__rlock__` nodes as readers and `__lock__` nodes as writers, even
+    // when kazoo is not told about Curator's names.
+    let cluster = ensemble().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let mut table = Table::new();
+    let kazoo_reader = table.add("kazoo reader", Contender::Peer(kazoo.open(PeerRecipe::Read, PATH).await.unwrap()));
+    let kazoo_writer = table.add("kazoo writer", Contender::Peer(kazoo.open(PeerRecipe::Write, PATH).await.unwrap()));
+    let rust_reader =
+        table.add("rust reader", Contender::read(ReadWriteLock::new(&session(&connect).await, PATH).unwrap()));
+    let rust_writer =
+        table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, PATH).unwrap()));
+
+    table.acquire(kazoo_reader);
+    assert_eq!(table.next().await.who, kazoo_reader);
+    table.enqueue(rust_writer, &observer, PATH).await;
+    table.assert_nobody_acquires("a kazoo reader holds").await;
+    table.release(kazoo_reader);
+    assert_eq!(table.next().await.who, rust_writer);
+    table.release(rust_writer);
+
+    table.acquire(kazoo_writer);
+    assert_eq!(table.next().await.who, kazoo_writer);
+    table.enqueue(rust_reader, &observer, PATH).await;
+    table.assert_nobody_acquires("a kazoo writer holds").await;
+    table.release(kazoo_writer);
+    assert_eq!(table.next().await.who, rust_reader);
+    table.release(rust_reader);
+    until_empty(&observer, PATH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_default_kazoo_read_and_write_locks_are_granted_while_rust_holds() {
+    // The evidence for the interop table: kazoo's default ReadLock and WriteLock ignore
+    // Curator-named nodes. Each assertion states the unsafe outcome.
+    let cluster = ensemble().await;
+    let connect = cluster.connect_string();
+    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let mut table = Table::new();
+    let rust_writer =
+        table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, "/unsafe/a").unwrap()));
+    let kazoo_reader =
+        table.add("kazoo reader", Contender::Peer(kazoo.open(PeerRecipe::Read, "/unsafe/a").await.unwrap()));
+    table.acquire(rust_writer);
+    assert_eq!(table.next().await.who, rust_writer);
+    table.acquire(kazoo_reader);
+    assert_eq!(table.next().await.who, kazoo_reader, "default kazoo ReadLock acquires while a Rust writer holds");
+
+    let rust_reader =
+        table.add("rust reader", Contender::read(ReadWriteLock::new(&session(&connect).await, "/unsafe/b").unwrap()));
+    let kazoo_writer =
+        table.add("kazoo writer", Contender::Peer(kazoo.open(PeerRecipe::Write, "/unsafe/b").await.unwrap()));
+    table.acquire(rust_reader);
+    assert_eq!(table.next().await.who, rust_reader);
+    table.acquire(kazoo_writer);
+    assert_eq!(table.next().await.who, kazoo_writer, "default kazoo WriteLock acquires while a Rust reader holds");
 }

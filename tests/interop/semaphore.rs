@@ -75,3 +75,20 @@ async fn rust_and_curator_never_hold_more_leases_than_permits() {
     }
     until_empty(&observer, &format!("{PATH}/leases")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_a_rust_semaphore_is_granted_while_a_kazoo_semaphore_holds_all_permits() {
+    // The evidence for the interop table: kazoo's Semaphore keeps its leases directly under
+    // the path (and its lock beside it), Curator's layout under `leases/`; neither sees the
+    // other's holders. The assertion states the unsafe outcome.
+    let cluster = ensemble().await;
+    let connect = cluster.connect_string();
+    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let mut table = Table::new();
+    let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
+    let rust = table.add("rust", Contender::semaphore(Semaphore::new(&session(&connect).await, PATH, 1).unwrap()));
+    table.acquire(kazoo_holder);
+    assert_eq!(table.next().await.who, kazoo_holder);
+    table.acquire(rust);
+    assert_eq!(table.next().await.who, rust, "Rust acquires the only permit while kazoo holds it");
+}

@@ -7,6 +7,9 @@ The protocol is CuratorPeer.java's, for kazoo's recipes:
   <id> open lock <path>           a default kazoo Lock           -> opened <session id hex>
   <id> open lock-curator <path>   Lock(extra_lock_patterns=["-lock-"]), which sees Curator nodes
   <id> open read|write <path>     ReadLock / WriteLock
+  <id> open read-curator <path>   ReadLock(extra_lock_patterns=["__WRIT__"])
+  <id> open write-curator <path>  WriteLock(extra_lock_patterns=["__WRIT__", "__READ__"])
+  <id> open semaphore <path> <n>  Semaphore(max_leases=n)
   <id> acquire [timeout ms]       -> acquired <node> | timeout | error <text>
   <id> release                    -> released
   <id> participants               -> participants <identifier>...  (kazoo's contenders())
@@ -49,7 +52,7 @@ class Contender:
             except Exception as error:  # the driver decides what an error means
                 reply(self.ident, "error " + repr(error).replace("\n", " "))
 
-    def do_open(self, recipe, path):
+    def do_open(self, recipe, path, permits=None):
         self.client = KazooClient(hosts=self.connect, timeout=6.0)
         self.client.start(timeout=10)
         make = {
@@ -57,6 +60,11 @@ class Contender:
             "lock-curator": lambda: self.client.Lock(path, self.ident, extra_lock_patterns=["-lock-"]),
             "read": lambda: self.client.ReadLock(path, self.ident),
             "write": lambda: self.client.WriteLock(path, self.ident),
+            "read-curator": lambda: self.client.ReadLock(path, self.ident, extra_lock_patterns=["__WRIT__"]),
+            "write-curator": lambda: self.client.WriteLock(
+                path, self.ident, extra_lock_patterns=["__WRIT__", "__READ__"]
+            ),
+            "semaphore": lambda: self.client.Semaphore(path, self.ident, max_leases=int(permits)),
         }
         self.lock = make[recipe]()
         reply(self.ident, "opened %x" % self.client.client_id[0])
@@ -64,11 +72,15 @@ class Contender:
     def do_acquire(self, timeout_ms=None):
         timeout = None if timeout_ms is None else int(timeout_ms) / 1000
         try:
-            self.lock.acquire(timeout=timeout)
+            held = self.lock.acquire(timeout=timeout)
         except LockTimeout:
+            held = False
+        if not held:
             reply(self.ident, "timeout")
             return
-        reply(self.ident, "acquired " + self.lock.node)
+        # A kazoo Semaphore's lease node is named after its (hidden) uuid; report its path.
+        node = getattr(self.lock, "node", None) or self.lock.create_path
+        reply(self.ident, "acquired " + node.rsplit("/", 1)[-1])
 
     def do_release(self):
         self.lock.release()
