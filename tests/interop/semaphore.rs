@@ -92,3 +92,20 @@ async fn unsafe_a_rust_semaphore_is_granted_while_a_kazoo_semaphore_holds_all_pe
     table.acquire(rust);
     assert_eq!(table.next().await.who, rust, "Rust acquires the only permit while kazoo holds it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_with_different_permit_counts_the_larger_count_is_what_holds() {
+    // The permit count is a convention, not stored in ZooKeeper: a Rust side told 2 permits
+    // takes a second lease beside a Curator side told 1. The assertion states the outcome.
+    let cluster = ensemble().await;
+    let connect = cluster.connect_string();
+    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let mut table = Table::new();
+    let curator_holder =
+        table.add("curator", Contender::Peer(curator.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
+    let rust = table.add("rust", Contender::semaphore(Semaphore::new(&session(&connect).await, PATH, 2).unwrap()));
+    table.acquire(curator_holder);
+    assert_eq!(table.next().await.who, curator_holder);
+    table.acquire(rust);
+    assert_eq!(table.next().await.who, rust, "Rust, told 2 permits, holds beside Curator's single permit");
+}
