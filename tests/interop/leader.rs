@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
-use zk_recipes::testing::{Library, Peer, PeerContender, PeerRecipe};
+use zk_recipes::testing::{Library, PeerContender, PeerRecipe};
 use zk_recipes::{LeaderLatch, LeaderSelector, Term};
 
 use crate::driver::{PATIENCE, QUIET, children, until_empty};
-use crate::{ensemble, observer, session};
+use crate::{ensemble, observer, peer, session};
 
 /// The sequence at the end of a node's name or path.
 fn sequence(node: &str) -> u32 {
@@ -35,7 +35,7 @@ async fn one_latch_leader_across_rust_and_curator_and_failover_both_ways() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let rust_session = session(&connect).await;
 
     let mut first = curator.open(PeerRecipe::Latch("curator-first"), PATH).await.unwrap();
@@ -78,7 +78,7 @@ async fn one_selector_leader_across_rust_and_curator_and_failover_both_ways() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
 
     let mut first = curator.open(PeerRecipe::Selector("curator-first"), PATH).await.unwrap();
     first.acquire(None).await.unwrap();

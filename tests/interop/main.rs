@@ -11,7 +11,7 @@ mod semaphore;
 
 use std::time::Duration;
 
-use zk_recipes::testing::TestingCluster;
+use zk_recipes::testing::{Library, Peer, TestingCluster};
 use zk_recipes::{Session, zk};
 
 /// A 3-node ensemble, as the interop tests use.
@@ -27,4 +27,9 @@ async fn session(connect: &str) -> Session {
 /// A plain client to look at the tree with.
 async fn observer(connect: &str) -> zk::Client {
     zk::Client::connect(connect).await.expect("an observer client")
+}
+
+/// A Curator or kazoo peer process; fails with the command that installs what is missing.
+async fn peer(library: Library, connect: &str) -> Peer {
+    Peer::start(library, connect).await.unwrap_or_else(|error| panic!("{error}"))
 }

@@ -1,10 +1,10 @@
 //! The mutex beside Curator's `InterProcessMutex` and kazoo's `Lock`.
 
 use zk_recipes::Mutex;
-use zk_recipes::testing::{Library, Peer, PeerRecipe};
+use zk_recipes::testing::{Library, PeerRecipe};
 
 use crate::driver::{Contender, PATIENCE, Table, assert_tokens_increase, until_empty};
-use crate::{ensemble, observer, session};
+use crate::{ensemble, observer, peer, session};
 
 const PATH: &str = "/interop/mutex";
 
@@ -13,7 +13,7 @@ async fn rust_and_curator_mutexes_take_fifo_turns_without_overlap() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let mut table = Table::new();
     for i in 0..3 {
         let session = session(&connect).await;
@@ -31,7 +31,7 @@ async fn rust_and_kazoo_told_about_curator_names_exclude_each_other_both_ways() 
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
     let mut table = Table::new();
     for i in 0..2 {
         let session = session(&connect).await;
@@ -54,7 +54,7 @@ async fn rust_waits_for_a_default_kazoo_lock_holder() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
     let session = session(&connect).await;
     let mut table = Table::new();
     let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Mutex, PATH).await.unwrap()));
@@ -70,8 +70,8 @@ async fn unsafe_a_default_kazoo_lock_is_granted_while_rust_or_curator_holds_and_
     // assertion below states the unsafe outcome.
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
+    let curator = peer(Library::Curator, &connect).await;
     let session = session(&connect).await;
     let mut table = Table::new();
 
@@ -108,7 +108,7 @@ async fn curator_lists_rust_contenders_as_participants_in_queue_order() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let (first, last) = (session(&connect).await, session(&connect).await);
     let mut table = Table::new();
     let holder = table.add("rust holder", Contender::mutex(Mutex::new(&first, PATH).unwrap()));

@@ -1,10 +1,10 @@
 //! The read-write lock beside Curator's `InterProcessReadWriteLock`.
 
 use zk_recipes::ReadWriteLock;
-use zk_recipes::testing::{Library, Peer, PeerRecipe};
+use zk_recipes::testing::{Library, PeerRecipe};
 
 use crate::driver::{Contender, Table, assert_tokens_increase, until_empty};
-use crate::{ensemble, observer, session};
+use crate::{ensemble, observer, peer, session};
 
 const PATH: &str = "/interop/rwlock";
 
@@ -29,7 +29,7 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let other = Peer::start(library, &connect).await.unwrap();
+    let other = peer(library, &connect).await;
     let mut table = Table::new();
     let rust = async |name: &str, table: &mut Table, write: bool| {
         let lock = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
@@ -39,12 +39,12 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     let late_rust_reader = rust("late rust reader", &mut table, false).await;
     let rust_writer = rust("rust writer", &mut table, true).await;
     let second_rust_reader = rust("second rust reader", &mut table, false).await;
-    let peer = async |name: &str, table: &mut Table, recipe| {
+    let peer_side = async |name: &str, table: &mut Table, recipe| {
         table.add(name, Contender::Peer(other.open(recipe, PATH).await.unwrap()))
     };
-    let peer_reader = peer("peer reader", &mut table, read).await;
-    let peer_writer = peer("peer writer", &mut table, write).await;
-    let late_peer_reader = peer("late peer reader", &mut table, read).await;
+    let peer_reader = peer_side("peer reader", &mut table, read).await;
+    let peer_writer = peer_side("peer writer", &mut table, write).await;
+    let late_peer_reader = peer_side("late peer reader", &mut table, read).await;
 
     let mut turns = Vec::new();
     // Readers of both languages hold together.
@@ -98,7 +98,7 @@ async fn rust_and_curator_writers_take_fifo_turns_without_overlap() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let mut table = Table::new();
     for i in 0..2 {
         let lock = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
@@ -118,7 +118,7 @@ async fn rust_waits_for_default_kazoo_readers_and_writers() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
     let mut table = Table::new();
     let kazoo_reader = table.add("kazoo reader", Contender::Peer(kazoo.open(PeerRecipe::Read, PATH).await.unwrap()));
     let kazoo_writer = table.add("kazoo writer", Contender::Peer(kazoo.open(PeerRecipe::Write, PATH).await.unwrap()));
@@ -151,7 +151,7 @@ async fn unsafe_default_kazoo_read_and_write_locks_are_granted_while_rust_holds(
     // Curator-named nodes. Each assertion states the unsafe outcome.
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
     let mut table = Table::new();
     let rust_writer =
         table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, "/unsafe/a").unwrap()));

@@ -4,10 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use zk_recipes::Semaphore;
-use zk_recipes::testing::{Library, Peer, PeerRecipe};
+use zk_recipes::testing::{Library, PeerRecipe};
 
 use crate::driver::{Contender, Table, until_empty};
-use crate::{ensemble, observer, session};
+use crate::{ensemble, observer, peer, session};
 
 const PATH: &str = "/interop/semaphore";
 const PERMITS: u32 = 3;
@@ -18,7 +18,7 @@ async fn rust_and_curator_never_hold_more_leases_than_permits() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let mut table = Table::new();
     for i in 0..3 {
         let semaphore = Semaphore::new(&session(&connect).await, PATH, PERMITS).unwrap();
@@ -83,7 +83,7 @@ async fn unsafe_a_rust_semaphore_is_granted_while_a_kazoo_semaphore_holds_all_pe
     // other's holders. The assertion states the unsafe outcome.
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
-    let kazoo = Peer::start(Library::Kazoo, &connect).await.unwrap();
+    let kazoo = peer(Library::Kazoo, &connect).await;
     let mut table = Table::new();
     let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
     let rust = table.add("rust", Contender::semaphore(Semaphore::new(&session(&connect).await, PATH, 1).unwrap()));
@@ -99,7 +99,7 @@ async fn unsafe_with_different_permit_counts_the_larger_count_is_what_holds() {
     // takes a second lease beside a Curator side told 1. The assertion states the outcome.
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
-    let curator = Peer::start(Library::Curator, &connect).await.unwrap();
+    let curator = peer(Library::Curator, &connect).await;
     let mut table = Table::new();
     let curator_holder =
         table.add("curator", Contender::Peer(curator.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
