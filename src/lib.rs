@@ -54,6 +54,7 @@
 mod error;
 mod guard;
 mod holding;
+mod inspect;
 mod leader;
 mod mutex;
 mod path;
@@ -72,6 +73,7 @@ pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason};
 pub use crate::holding::FencedWrite;
+pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::{Mutex, MutexGuard};
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};

@@ -7,8 +7,9 @@
 /// Curator writes `_c_<uuid>-<marker><seq>`; kazoo writes `<32 hex><marker><seq>`. ZooKeeper
 /// numbers every child of a directory from one counter, so nodes of all kinds in one directory
 /// share one total order.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// Curator InterProcessMutex / LeaderSelector (`lock-`).
     Lock,
     /// kazoo Lock and WriteLock (`__lock__`).
@@ -182,7 +183,7 @@ impl Kind {
     /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
     /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
     /// recipe's node can delay readers but never let one in beside a writer.
-    fn is_writer(self) -> bool {
+    pub(crate) fn is_writer(self) -> bool {
         !matches!(self, Kind::Read | Kind::KazooRead)
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Recipes differ only in their [`Rule`] (who may proceed, whom to wait for) and node marker.
 
-mod children;
+pub(crate) mod children;
 pub(crate) mod cleanup;
 
 use std::future::Future;

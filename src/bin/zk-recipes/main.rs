@@ -1,0 +1,178 @@
+//! `zk-recipes`: run a command while holding a ZooKeeper lock, read or write lock, semaphore
+//! permit or leadership; show who holds a path; start a local ensemble to try it.
+
+mod args;
+mod held;
+mod progress;
+mod sandbox;
+mod status;
+mod supervise;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use futures_util::FutureExt;
+use tokio::signal::unix::{SignalKind, signal};
+use zk_recipes::{Error, Session, SessionBuilder, inspect};
+
+use crate::args::{Cli, Command, Run};
+use crate::held::Recipe;
+use crate::supervise::Ended;
+
+/// Exit statuses besides the command's own (2, for usage errors, is clap's).
+const FAILURE: u8 = 1;
+const USAGE: u8 = 2;
+const NOT_ACQUIRED: u8 = 3;
+const LOST: u8 = 4;
+
+/// A failure, with the exit status it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let code = match error {
+            Error::InvalidPath { .. } | Error::InvalidPermits { .. } => USAGE,
+            Error::Timeout { .. } => NOT_ACQUIRED,
+            _ => FAILURE,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(Failure::new(FAILURE, format!("cannot start the runtime: {e}"))),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("zk-recipes: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let builder = builder(&cli)?;
+    let (recipe, run) = match cli.command {
+        Command::Sandbox { nodes } => {
+            return sandbox::serve(nodes).await.map(|()| 0).map_err(|e| Failure::new(FAILURE, e));
+        }
+        Command::Status { path, json } => {
+            let session = connect(&cli.servers, builder).await?;
+            let snapshot = inspect(&session, &path).await;
+            session.close().await;
+            let snapshot = snapshot?;
+            print!("{}", if json { status::json(&snapshot) + "\n" } else { status::text(&snapshot) });
+            return Ok(0);
+        }
+        Command::Lock(run) => (Recipe::Lock, run),
+        Command::ReadLock(run) => (Recipe::Read, run),
+        Command::WriteLock(run) => (Recipe::Write, run),
+        Command::Semaphore { permits, run } => (Recipe::Semaphore { permits }, run),
+        Command::Elect { id, run } => (Recipe::Elect { id }, run),
+    };
+    let session = connect(&cli.servers, builder).await?;
+    let outcome = hold_and_run(&session, &recipe, &run).await;
+    // Closing the session deletes any node it still owns, whatever happened above.
+    session.close().await;
+    outcome
+}
+
+/// The session settings from the command line and the environment.
+fn builder(cli: &Cli) -> Result<SessionBuilder, Failure> {
+    let mut builder = Session::builder().connect_timeout(cli.connect_timeout);
+    if let Some(timeout) = cli.session_timeout {
+        builder = builder.session_timeout(timeout);
+    }
+    if let Some(digest) = std::env::var_os("ZK_DIGEST") {
+        let digest = digest.to_string_lossy();
+        let (user, password) =
+            digest.split_once(':').ok_or_else(|| Failure::new(USAGE, "ZK_DIGEST must be user:password"))?;
+        builder = builder.digest(user, password);
+    }
+    Ok(builder)
+}
+
+async fn connect(servers: &str, builder: SessionBuilder) -> Result<Session, Failure> {
+    builder.connect(servers).await.map_err(Failure::from)
+}
+
+/// Acquires, runs the command, releases; the exit status.
+async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run) -> Result<u8, Failure> {
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Failure::new(FAILURE, e.to_string()))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::new(FAILURE, e.to_string()))?;
+    let show_progress = run.progress || (!run.quiet && std::io::stderr().is_terminal());
+    let progress = async {
+        if show_progress {
+            progress::show(session, &run.path).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let acquired = tokio::select! {
+        acquired = held::acquire(session, recipe, &run.path, run.patience()) => acquired,
+        // Interrupted while waiting: the dropped acquisition's node goes with the session,
+        // which the caller closes before exiting.
+        _ = interrupt.recv() => return Err(interrupted("SIGINT", 130, show_progress)),
+        _ = terminate.recv() => return Err(interrupted("SIGTERM", 143, show_progress)),
+        () = progress => unreachable!("the progress line never ends"),
+    };
+    if show_progress {
+        progress::clear();
+    }
+    let Some(held) = acquired? else {
+        let why = match run.timeout {
+            Some(timeout) => format!("not acquired within {}", humantime::format_duration(timeout)),
+            None => "held by someone else".to_owned(),
+        };
+        return Err(Failure::new(NOT_ACQUIRED, format!("{}: {why}", run.path)));
+    };
+    let mut env = vec![
+        ("ZK_LOCK_PATH", run.path.clone()),
+        ("ZK_LOCK_NODE", held.node().to_owned()),
+        ("ZK_FENCING_TOKEN", held.token().to_string()),
+    ];
+    if let Recipe::Elect { id } = recipe {
+        env.push(("ZK_LEADER_ID", id.clone()));
+    }
+    let ended = supervise::run(&run.command, &env, held.lost(), run.kill_after).await;
+    // A loss that happened as the command was ending still makes the run unsafe to trust.
+    let lost_meanwhile = held.lost().now_or_never();
+    let released = held.release().await;
+    match (ended.map_err(|e| Failure::new(FAILURE, e))?, lost_meanwhile) {
+        (Ended::Lost(reason, status), _) => Err(Failure::new(
+            LOST,
+            format!("{} was lost while the command ran ({reason}); the command was stopped: {status}", run.path),
+        )),
+        (Ended::Exited(status), Some(reason)) => Err(Failure::new(
+            LOST,
+            format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
+        )),
+        (Ended::Exited(status), None) => {
+            if let Err(error) = released {
+                eprintln!("zk-recipes: releasing {}: {error}", run.path);
+            }
+            Ok(supervise::exit_code(status))
+        }
+    }
+}
+
+fn interrupted(signal: &str, code: u8, show_progress: bool) -> Failure {
+    if show_progress {
+        progress::clear();
+    }
+    Failure::new(code, format!("{signal} while waiting; not acquired"))
+}

@@ -1,0 +1,387 @@
+//! The `zk-recipes` binary against real ZooKeeper: exclusion between invocations, exit
+//! statuses, the command's environment, signals while waiting, a frozen tool's command being
+//! stopped, `status` for every recipe, usage errors, the progress line and `sandbox`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{count_is, eventually, observer, session, standalone};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, timeout};
+use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk};
+
+const TIMEOUT: Duration = Duration::from_secs(4);
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The built tool, talking to `connect`, with a short session timeout.
+fn tool(connect: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zk-recipes"));
+    command.env("ZK_SERVERS", connect).env_remove("ZK_DIGEST").arg("--session-timeout").arg("2s");
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    command
+}
+
+async fn finish(child: Child) -> Output {
+    timeout(PATIENCE, child.wait_with_output()).await.expect("the tool exits").unwrap()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or_else(|| panic!("no exit code: {output:?}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id().unwrap() as i32), signal).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lock_invocations_never_overlap_and_take_turns_in_token_order() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The critical section: `set -C` makes `>` fail if the marker exists, i.e. on overlap.
+    let section = r#"set -C; : > "$D/held" || { echo overlap >> "$D/violations"; exit 9; }
+        echo "$ZK_FENCING_TOKEN" >> "$D/tokens"; sleep 0.05; rm "$D/held""#;
+    let runs: Vec<Child> = (0..6)
+        .map(|_| {
+            tool(&connect)
+                .env("D", dir.path())
+                .args(["lock", "/cron/nightly", "--", "sh", "-c", section])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let output = finish(run).await;
+        assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    }
+    assert!(!dir.path().join("violations").exists(), "two commands ran at once");
+    let tokens: Vec<FencingToken> =
+        std::fs::read_to_string(dir.path().join("tokens")).unwrap().lines().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(tokens.len(), 6);
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "turns in token order: {tokens:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_say_what_happened() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holder_session = session(&connect, TIMEOUT).await;
+
+    // The command's own status, and 128 + signal for a command killed by a signal.
+    let own = finish(tool(&connect).args(["lock", "/x", "--", "sh", "-c", "exit 7"]).spawn().unwrap()).await;
+    assert_eq!(code(&own), 7);
+    let killed = finish(tool(&connect).args(["lock", "/x", "--", "sh", "-c", "kill -KILL $$"]).spawn().unwrap()).await;
+    assert_eq!(code(&killed), 128 + 9);
+
+    // 3: not acquired, at once or in time; the waiting node is gone afterwards.
+    let guard = Mutex::new(&holder_session, "/x").unwrap().lock().await.unwrap();
+    let no_wait = finish(tool(&connect).args(["lock", "/x", "--no-wait", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&no_wait), 3, "{}", text(&no_wait.stderr));
+    assert!(text(&no_wait.stderr).contains("held by someone else"), "{}", text(&no_wait.stderr));
+    let timed = finish(tool(&connect).args(["lock", "/x", "--timeout", "300ms", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&timed), 3);
+    assert!(text(&timed.stderr).contains("not acquired within 300ms"), "{}", text(&timed.stderr));
+    let observer = observer(&connect).await;
+    assert_eq!(observer.list_children("/x").await.unwrap().len(), 1, "only the holder's node");
+    guard.release().await.unwrap();
+
+    // 1: no server, within the connect timeout (fail closed, no hang).
+    let started = Instant::now();
+    let unreachable = finish(
+        Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
+            .args(["--servers", "127.0.0.1:1", "--connect-timeout", "1s", "lock", "/x", "--", "true"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code(&unreachable), 1);
+    assert!(text(&unreachable.stderr).contains("could not reach ZooKeeper"), "{}", text(&unreachable.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
+
+    // 2: a bad path or permit count is a usage error.
+    let bad_path = finish(tool(&connect).args(["lock", "locks/x", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&bad_path), 2);
+    assert!(text(&bad_path.stderr).contains("must be absolute"), "{}", text(&bad_path.stderr));
+    let zero = finish(tool(&connect).args(["semaphore", "/s", "--permits", "0", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&zero), 2, "{}", text(&zero.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["lock", "/x"][..],                                // no command
+        &["lock", "--", "true"],                            // no path
+        &["lock", "/x", "--timeout", "soon", "--", "true"], // not a duration
+        &["lock", "/x", "--timeout", "1s", "--no-wait", "--", "true"],
+        &["semaphore", "/s", "--", "true"], // no --permits
+        &["elect", "/e", "--", "true"],     // no --id
+        &["frobnicate"],
+    ] {
+        let output = finish(tool("127.0.0.1:1").args(args).spawn().unwrap()).await;
+        assert_eq!(code(&output), 2, "{args:?}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).starts_with("error: "), "{args:?}: {}", text(&output.stderr));
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_gets_the_path_node_and_token_in_its_environment() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let print =
+        ["--", "sh", "-c", "echo $ZK_LOCK_PATH; echo $ZK_LOCK_NODE; echo $ZK_FENCING_TOKEN; echo $ZK_LEADER_ID"];
+    for (args, marker) in [
+        (&["lock", "/env/lock"][..], "-lock-"),
+        (&["read-lock", "/env/rw"], "-__READ__"),
+        (&["write-lock", "/env/rw"], "-__WRIT__"),
+        (&["semaphore", "/env/sem", "--permits", "2"], "-lease-"),
+        (&["elect", "/env/elect", "--id", "worker-7"], "-lock-"),
+    ] {
+        let output = finish(tool(&connect).args(args).args(print).spawn().unwrap()).await;
+        assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines[0], args[1], "ZK_LOCK_PATH");
+        assert!(
+            lines[1].starts_with(&format!("{}/", args[1])) && lines[1].contains("/_c_"),
+            "ZK_LOCK_NODE {}",
+            lines[1]
+        );
+        assert!(lines[1][..lines[1].len() - 10].ends_with(marker), "{}", lines[1]);
+        let token: FencingToken = lines[2].parse().expect("ZK_FENCING_TOKEN in canonical form");
+        assert_eq!(format!("{:010}", token.sequence()), lines[1][lines[1].len() - 10..]);
+        assert_eq!(lines.get(3).copied().unwrap_or(""), if args[0] == "elect" { "worker-7" } else { "" });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_waiting_deletes_the_node_and_exits_promptly() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, TIMEOUT).await;
+    let guard = Mutex::new(&holder, "/wait").unwrap().lock().await.unwrap();
+    for (sent, status) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let waiting = tool(&connect).args(["lock", "/wait", "--", "touch", "/nonexistent/ran"]).spawn().unwrap();
+        count_is(&observer, "/wait", 2).await;
+        let sent_at = Instant::now();
+        signal(&waiting, sent);
+        let output = finish(waiting).await;
+        assert_eq!(code(&output), status, "{}", text(&output.stderr));
+        assert!(sent_at.elapsed() < Duration::from_secs(5), "prompt: {:?}", sent_at.elapsed());
+        // Gone by the time the tool has exited, not later.
+        assert_eq!(observer.list_children("/wait").await.unwrap().len(), 1, "only the holder's node is left");
+    }
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command =
+        r#"trap 'echo terminated > "$D/cmd"; exit 0' TERM; echo started > "$D/cmd"; while :; do sleep 0.1; done"#;
+    let frozen = tool(&connect)
+        .env("D", dir.path())
+        .args(["lock", "/frozen", "--kill-after", "2s", "--", "sh", "-c", command])
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir.path().join("cmd"), "started").await;
+
+    // Freeze the tool only (its command runs on), past the session timeout: the server expires
+    // the session and a successor acquires.
+    signal(&frozen, Signal::SIGSTOP);
+    let successor = session(&connect, TIMEOUT).await;
+    let guard = Mutex::new(&successor, "/frozen").unwrap().lock_timeout(PATIENCE).await.unwrap();
+    assert_eq!(observer.list_children("/frozen").await.unwrap(), [guard.node().rsplit('/').next().unwrap()]);
+
+    // Thawed, the tool sees the loss at once, stops its command and reports it.
+    signal(&frozen, Signal::SIGCONT);
+    let output = finish(frozen).await;
+    assert_eq!(code(&output), 4, "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("lost"), "{}", text(&output.stderr));
+    wait_for_file(&dir.path().join("cmd"), "terminated").await;
+    assert!(futures_util::FutureExt::now_or_never(guard.lost()).is_none(), "the successor still holds");
+    guard.release().await.unwrap();
+}
+
+async fn wait_for_file(path: &Path, content: &str) {
+    eventually(&format!("{} says {content}", path.display()), PATIENCE, || async {
+        std::fs::read_to_string(path).ok().filter(|c| c.trim() == content).map(drop)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_holders_and_waiters_of_every_recipe_as_text_and_json() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let sessions: Vec<_> = futures_sessions(&connect, 6).await;
+    let observer = observer(&connect).await;
+
+    // Mutex: a holder and a waiter; and a kazoo node queued behind them.
+    let held = Mutex::new(&sessions[0], "/st/mutex").unwrap().with_data("host-a").lock().await.unwrap();
+    let waiter = Mutex::new(&sessions[1], "/st/mutex").unwrap();
+    let waiting = tokio::spawn(async move { waiter.lock().await.map(drop) });
+    count_is(&observer, "/st/mutex", 2).await;
+    let kazoo = format!("/st/mutex/{}__lock__", "0123456789abcdef0123456789abcdef");
+    observer
+        .create(&kazoo, b"kazoo-worker", &zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all()))
+        .await
+        .unwrap();
+    let json = status_json(&connect, "/st/mutex").await;
+    assert_eq!(json["holders"].as_array().unwrap().len(), 1);
+    assert_eq!(json["holders"][0]["data"], "host-a");
+    assert_eq!(json["holders"][0]["token"], held.token().to_string());
+    assert_eq!(json["holders"][0]["session_id"], format!("{:#x}", sessions[0].id().unwrap().0));
+    assert_eq!(json["waiting"].as_array().unwrap().len(), 2);
+    assert_eq!(json["waiting"][1]["kind"], "KazooLock");
+    assert_eq!(json["waiting"][1]["data"], "kazoo-worker");
+    let text = status_text(&connect, "/st/mutex").await;
+    assert!(text.starts_with("/st/mutex: 1 holding, 2 waiting\n"), "{text}");
+    assert!(
+        text.contains("holds") && text.contains("#1") && text.contains("#2") && text.contains("\"host-a\""),
+        "{text}"
+    );
+
+    // Read-write lock: two readers hold, a writer waits, a reader behind it waits.
+    let rw = |i: usize| ReadWriteLock::new(&sessions[i], "/st/rw").unwrap();
+    let _r1 = rw(2).read().await.unwrap();
+    let _r2 = rw(3).read().await.unwrap();
+    let writer = rw(4);
+    let _w = tokio::spawn(async move { writer.write().await.map(drop) });
+    count_is(&observer, "/st/rw", 3).await;
+    let late = rw(5);
+    let _r3 = tokio::spawn(async move { late.read().await.map(drop) });
+    count_is(&observer, "/st/rw", 4).await;
+    let json = status_json(&connect, "/st/rw").await;
+    let kinds = |list: &serde_json::Value| {
+        list.as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(kinds(&json["holders"]), ["Read", "Read"]);
+    assert_eq!(kinds(&json["waiting"]), ["Write", "Read"]);
+
+    // Semaphore: leases hold; the layout is recognised.
+    let semaphore = |i: usize| Semaphore::new(&sessions[i], "/st/sem", 2).unwrap();
+    let _l1 = semaphore(0).acquire().await.unwrap();
+    let _l2 = semaphore(1).acquire().await.unwrap();
+    let json = status_json(&connect, "/st/sem").await;
+    assert_eq!(json["semaphore"], true);
+    assert_eq!(kinds(&json["holders"]), ["Lease", "Lease"]);
+    assert!(status_text(&connect, "/st/sem").await.starts_with("/st/sem (semaphore): 2 holding, 0 waiting"));
+
+    // Leader latch: the leader holds, the others wait, ids as data.
+    let first = LeaderLatch::new(&sessions[2], "/st/latch", "alpha").unwrap().start().await.unwrap();
+    first.leadership().await.unwrap();
+    let _second = LeaderLatch::new(&sessions[3], "/st/latch", "beta").unwrap().start().await.unwrap();
+    count_is(&observer, "/st/latch", 2).await;
+    let json = status_json(&connect, "/st/latch").await;
+    assert_eq!(json["holders"][0]["data"], "alpha");
+    assert_eq!(json["waiting"][0]["data"], "beta");
+    assert_eq!(json["holders"][0]["kind"], "Latch");
+
+    // An empty or missing path.
+    let json = status_json(&connect, "/st/none").await;
+    assert!(json["holders"].as_array().unwrap().is_empty() && json["waiting"].as_array().unwrap().is_empty());
+    drop(held);
+    waiting.await.unwrap().unwrap();
+}
+
+async fn futures_sessions(connect: &str, n: usize) -> Vec<zk_recipes::Session> {
+    common::sessions(connect, n, TIMEOUT).await
+}
+
+async fn status_json(connect: &str, path: &str) -> serde_json::Value {
+    let output = finish(tool(connect).args(["status", path, "--json"]).spawn().unwrap()).await;
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON document")
+}
+
+async fn status_text(connect: &str, path: &str) -> String {
+    let output = finish(tool(connect).args(["status", path]).spawn().unwrap()).await;
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_goes_to_stderr_and_stdout_is_the_commands() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, TIMEOUT).await;
+    let guard = Mutex::new(&holder, "/p").unwrap().lock().await.unwrap();
+    let waiting = tool(&connect).args(["lock", "/p", "--progress", "--", "echo", "from the command"]).spawn().unwrap();
+    count_is(&observer, "/p", 2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    guard.release().await.unwrap();
+    let output = finish(waiting).await;
+    assert_eq!(code(&output), 0);
+    assert_eq!(text(&output.stdout), "from the command\n");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("waiting for /p: 1 of 1 in line, held by _c_"), "{stderr}");
+    // Without a terminal and without --progress: silence.
+    let guard = Mutex::new(&holder, "/p").unwrap().lock().await.unwrap();
+    let quiet = tool(&connect).args(["lock", "/p", "--", "true"]).spawn().unwrap();
+    count_is(&observer, "/p", 2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    guard.release().await.unwrap();
+    let output = finish(quiet).await;
+    assert!(output.stderr.is_empty() && output.stdout.is_empty(), "{output:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_runs_one_leader_at_a_time_in_turn() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let leader = r#"echo "$ZK_LEADER_ID" >> "$D/leaders"; sleep 0.3"#;
+    let first = tool(&connect)
+        .env("D", dir.path())
+        .args(["elect", "/e", "--id", "one", "--", "sh", "-c", leader])
+        .spawn()
+        .unwrap();
+    count_is(&observer, "/e", 1).await;
+    let second = tool(&connect)
+        .env("D", dir.path())
+        .args(["elect", "/e", "--id", "two", "--", "sh", "-c", leader])
+        .spawn()
+        .unwrap();
+    assert_eq!(code(&finish(first).await), 0);
+    assert_eq!(code(&finish(second).await), 0);
+    assert_eq!(std::fs::read_to_string(dir.path().join("leaders")).unwrap(), "one\ntwo\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_serves_until_interrupted() {
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
+        .args(["sandbox", "--nodes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    let connect = timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().expect("the connect string");
+    let output = finish(tool(&connect).args(["lock", "/try", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    signal(&sandbox, Signal::SIGINT);
+    let status = timeout(PATIENCE, sandbox.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    let gone = zk::Client::connector().with_connection_timeout(Duration::from_millis(500)).connect(&connect).await;
+    assert!(gone.is_err(), "the server went with the sandbox");
+}
