@@ -88,10 +88,18 @@ impl PeerRecipe<'_> {
     }
 }
 
-type Routes = Arc<StdMutex<HashMap<String, mpsc::UnboundedSender<String>>>>;
+/// Where a contender's lines go: answers to its commands, and leadership events apart, so
+/// that an event never passes for an answer.
+#[derive(Debug)]
+struct Route {
+    answers: mpsc::UnboundedSender<String>,
+    events: mpsc::UnboundedSender<String>,
+}
 
-/// One Curator or kazoo process hosting contenders. Dropping it ends the process, and with it
-/// every contender's session.
+type Routes = Arc<StdMutex<HashMap<String, Route>>>;
+
+/// One Curator or kazoo process hosting contenders. Dropping it kills the process: its
+/// contenders' connections drop, and their sessions expire after their timeout.
 #[derive(Debug)]
 pub struct Peer {
     library: Library,
@@ -159,7 +167,8 @@ impl Peer {
             while let Ok(Some(line)) = lines.next_line().await {
                 let (id, rest) = line.split_once(' ').unwrap_or((&line, ""));
                 if let Some(route) = table.lock().expect("routes").get(id) {
-                    let _ = route.send(rest.to_owned());
+                    let is_event = rest == "notleader" || rest.starts_with("leader ");
+                    let _ = if is_event { &route.events } else { &route.answers }.send(rest.to_owned());
                 }
             }
             // The process ended: dropping the senders tells every contender.
@@ -185,10 +194,17 @@ impl Peer {
             .ok_or_else(|| HarnessError::Peer(format!("{:?} has no {recipe:?} here", self.library)))?;
         let words = if words.contains("{path}") { words.replace("{path}", path) } else { format!("{words} {path}") };
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (sender, lines) = mpsc::unbounded_channel();
-        self.routes.lock().expect("routes").insert(id.clone(), sender);
-        let mut contender =
-            PeerContender { id, library: self.library, stdin: Arc::clone(&self.stdin), lines, session_id: 0 };
+        let (answers, lines) = mpsc::unbounded_channel();
+        let (events, event_lines) = mpsc::unbounded_channel();
+        self.routes.lock().expect("routes").insert(id.clone(), Route { answers, events });
+        let mut contender = PeerContender {
+            id,
+            library: self.library,
+            stdin: Arc::clone(&self.stdin),
+            lines,
+            events: event_lines,
+            session_id: 0,
+        };
         let opened = contender.call(&format!("open {words}"), "opened").await?;
         contender.session_id =
             i64::from_str_radix(&opened, 16).map_err(|_| HarnessError::Peer(format!("bad session id {opened:?}")))?;
@@ -203,6 +219,7 @@ pub struct PeerContender {
     library: Library,
     stdin: Arc<Mutex<ChildStdin>>,
     lines: mpsc::UnboundedReceiver<String>,
+    events: mpsc::UnboundedReceiver<String>,
     session_id: i64,
 }
 
@@ -263,11 +280,19 @@ impl PeerContender {
     ///
     /// [`HarnessError::Peer`] if nothing arrives within a minute or the peer died.
     pub async fn event(&mut self) -> Result<String, HarnessError> {
-        let (word, text) = self.answer().await?;
-        Ok(if text.is_empty() { word } else { format!("{word} {text}") })
+        tokio::time::timeout(ANSWER_WITHIN, self.events.recv())
+            .await
+            .map_err(|_| {
+                HarnessError::Peer(format!(
+                    "{:?} contender {}: no event within {ANSWER_WITHIN:?}",
+                    self.library, self.id
+                ))
+            })?
+            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))
     }
 
-    /// Closes the contender's client, which ends its session (its nodes go at once).
+    /// Closes the contender's client, which ends its session (its nodes go at once); also
+    /// while it waits in [`acquire`](Self::acquire), which then fails.
     ///
     /// # Errors
     ///
@@ -308,8 +333,10 @@ impl PeerContender {
     }
 }
 
+/// The `java` binary, with symbolic links resolved, so that `javac` is taken from the same JDK.
 fn java() -> Result<PathBuf, HarnessError> {
-    super::install::locate_java()
+    let java = super::install::locate_java()?;
+    Ok(std::fs::canonicalize(&java).unwrap_or(java))
 }
 
 /// Compiles the Curator peer once per source version into the build directory; concurrent
@@ -323,7 +350,7 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
         return Err(HarnessError::PeerMissing(format!("{} does not exist (javac is in the JDK)", javac.display())));
     }
     let mut hasher = DefaultHasher::new();
-    CURATOR_SOURCE.hash(&mut hasher);
+    (CURATOR_SOURCE, &javac).hash(&mut hasher);
     let exe = std::env::current_exe().map_err(|e| HarnessError::io("finding the build directory", e))?;
     let root = exe.parent().unwrap_or(Path::new(".")).join("zk-recipes-peers");
     let classes = root.join(format!("curator-{:016x}", hasher.finish()));
@@ -351,9 +378,12 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
             String::from_utf8_lossy(&output.stderr)
         )));
     }
-    if std::fs::rename(&staging, &classes).is_err() {
-        // Another process got there first; its classes are the same.
+    if let Err(error) = std::fs::rename(&staging, &classes) {
         let _ = std::fs::remove_dir_all(&staging);
+        // Fine if another process got there first: its classes are the same.
+        if !classes.join("CuratorPeer.class").is_file() {
+            return Err(HarnessError::io("moving the compiled Curator peer into place", error));
+        }
     }
     Ok(classes)
 }

@@ -42,38 +42,43 @@ impl Contender {
 
     /// Acquires, waiting as long as it takes; returns the node's name (last path segment) and,
     /// for a Rust contender, the sequence of its fencing token.
-    async fn acquire(&mut self) -> (String, Option<u32>) {
+    async fn acquire(&mut self) -> Result<(String, Option<u32>), String> {
         fn named(node: &str) -> String {
             node.rsplit('/').next().unwrap_or(node).to_owned()
         }
-        match self {
+        let error = |e: &dyn std::fmt::Display| e.to_string();
+        Ok(match self {
             Self::Mutex(mutex, held) => {
-                let guard = held.insert(mutex.lock().await.expect("Rust mutex"));
+                let guard = held.insert(mutex.lock().await.map_err(|e| error(&e))?);
                 (named(guard.node()), Some(guard.token().sequence()))
             }
             Self::Read(lock, held) => {
-                let guard = held.insert(lock.read().await.expect("Rust read lock"));
+                let guard = held.insert(lock.read().await.map_err(|e| error(&e))?);
                 (named(guard.node()), Some(guard.token().sequence()))
             }
             Self::Write(lock, held) => {
-                let guard = held.insert(lock.write().await.expect("Rust write lock"));
+                let guard = held.insert(lock.write().await.map_err(|e| error(&e))?);
                 (named(guard.node()), Some(guard.token().sequence()))
             }
             Self::Semaphore(semaphore, held) => {
-                let lease = held.insert(semaphore.acquire().await.expect("Rust semaphore"));
+                let lease = held.insert(semaphore.acquire().await.map_err(|e| error(&e))?);
                 (named(lease.nodes().next().unwrap()), Some(lease.token().sequence()))
             }
-            Self::Peer(peer) => (peer.acquire(None).await.expect("peer acquire").expect("no timeout was set"), None),
-        }
+            Self::Peer(peer) => match peer.acquire(None).await.map_err(|e| error(&e))? {
+                Some(node) => (node, None),
+                None => return Err("the peer timed out without a timeout".into()),
+            },
+        })
     }
 
-    async fn release(&mut self) {
+    async fn release(&mut self) -> Result<(), String> {
+        let error = |e: zk_recipes::Error| e.to_string();
         match self {
-            Self::Mutex(_, held) => held.take().expect("held").release().await.expect("release"),
-            Self::Read(_, held) => held.take().expect("held").release().await.expect("release"),
-            Self::Write(_, held) => held.take().expect("held").release().await.expect("release"),
-            Self::Semaphore(_, held) => held.take().expect("held").release().await.expect("release"),
-            Self::Peer(peer) => peer.release().await.expect("peer release"),
+            Self::Mutex(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
+            Self::Read(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
+            Self::Write(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
+            Self::Semaphore(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
+            Self::Peer(peer) => peer.release().await.map_err(|e| e.to_string()),
         }
     }
 }
@@ -101,37 +106,54 @@ impl Acquired {
     }
 }
 
-/// The contenders of one test, each in its own task.
+/// What a contender's task reports.
+enum Report {
+    Acquired(Acquired),
+    /// A release finished.
+    Released,
+    /// A step failed: the test fails with this.
+    Failed(String),
+}
+
+/// The contenders of one test, each in its own task. A failed step fails the test at the
+/// next [`next`](Table::next) or at [`finish`](Table::finish).
 pub struct Table {
     names: Vec<String>,
     steps: Vec<mpsc::UnboundedSender<Step>>,
-    sender: mpsc::UnboundedSender<Acquired>,
-    acquired: mpsc::UnboundedReceiver<Acquired>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sender: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
 }
 
 impl Table {
     pub fn new() -> Self {
-        let (sender, acquired) = mpsc::unbounded_channel();
-        Self { names: Vec::new(), steps: Vec::new(), sender, acquired }
+        let (sender, reports) = mpsc::unbounded_channel();
+        Self { names: Vec::new(), steps: Vec::new(), tasks: Vec::new(), sender, reports }
     }
 
     /// Adds a contender; returns its index.
     pub fn add(&mut self, name: impl Into<String>, mut contender: Contender) -> usize {
         let who = self.names.len();
+        let name = name.into();
         let (steps, mut orders) = mpsc::unbounded_channel();
-        let acquired = self.sender.clone();
-        tokio::spawn(async move {
+        let reports = self.sender.clone();
+        let task_name = name.clone();
+        self.tasks.push(tokio::spawn(async move {
             while let Some(step) = orders.recv().await {
-                match step {
-                    Step::Acquire => {
-                        let (node, token_sequence) = contender.acquire().await;
-                        let _ = acquired.send(Acquired { who, node, token_sequence });
-                    }
-                    Step::Release => contender.release().await,
-                }
+                let report = match step {
+                    Step::Acquire => match contender.acquire().await {
+                        Ok((node, token_sequence)) => Report::Acquired(Acquired { who, node, token_sequence }),
+                        Err(e) => Report::Failed(format!("{task_name} failed to acquire: {e}")),
+                    },
+                    Step::Release => match contender.release().await {
+                        Ok(()) => Report::Released,
+                        Err(e) => Report::Failed(format!("{task_name} failed to release: {e}")),
+                    },
+                };
+                let _ = reports.send(report);
             }
-        });
-        self.names.push(name.into());
+        }));
+        self.names.push(name);
         self.steps.push(steps);
         who
     }
@@ -156,15 +178,36 @@ impl Table {
 
     /// The next acquisition, within [`PATIENCE`].
     pub async fn next(&mut self) -> Acquired {
-        timeout(PATIENCE, self.acquired.recv())
-            .await
-            .unwrap_or_else(|_| panic!("nobody acquired within {PATIENCE:?}"))
-            .expect("contender tasks live as long as the table")
+        self.next_within(PATIENCE).await.unwrap_or_else(|| panic!("nobody acquired within {PATIENCE:?}"))
     }
 
     /// The next acquisition if one comes within `within`.
     pub async fn next_within(&mut self, within: Duration) -> Option<Acquired> {
-        timeout(within, self.acquired.recv()).await.ok().flatten()
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await.ok()? {
+                Some(Report::Acquired(acquired)) => return Some(acquired),
+                Some(Report::Released) => {}
+                Some(Report::Failed(failure)) => panic!("{failure}"),
+                None => unreachable!("the table keeps a sender"),
+            }
+        }
+    }
+
+    /// Waits until every step asked for is done, and fails the test if any failed. A
+    /// contender still waiting to acquire fails it too: every test ends with nobody queued.
+    pub async fn finish(mut self) {
+        self.steps.clear();
+        for task in std::mem::take(&mut self.tasks) {
+            timeout(PATIENCE, task).await.expect("a contender is still busy").expect("a contender task panicked");
+        }
+        while let Ok(report) = self.reports.try_recv() {
+            match report {
+                Report::Failed(failure) => panic!("{failure}"),
+                Report::Acquired(a) => panic!("{} acquired ({}) after the test ended", self.name(a.who), a.node),
+                Report::Released => {}
+            }
+        }
     }
 
     /// Fails if anyone acquires within [`QUIET`]: `why` says who holds and must be waited for.
@@ -174,12 +217,13 @@ impl Table {
         }
     }
 
-    /// Asks `who` to acquire and waits until its node is in `dir` (it then waits in the queue).
+    /// Asks `who` to acquire and waits until a new node is in `dir` (it then waits in the
+    /// queue).
     pub async fn enqueue(&mut self, who: usize, observer: &zk::Client, dir: &str) {
-        let before = children(observer, dir).await.len();
+        let before = children(observer, dir).await;
         self.acquire(who);
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while children(observer, dir).await.len() <= before {
+        while children(observer, dir).await.iter().all(|name| before.contains(name)) {
             assert!(tokio::time::Instant::now() < deadline, "{} never queued in {dir}", self.name(who));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -244,15 +288,20 @@ pub fn assert_tokens_increase(turns: &[Acquired]) {
     }
 }
 
-/// Waits until `dir` has no children (releases are asked for, not awaited).
-pub async fn until_empty(client: &zk::Client, dir: &str) {
+/// Waits until `dir` has `n` children.
+pub async fn until_children(client: &zk::Client, dir: &str, n: usize) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let names = children(client, dir).await;
-        if names.is_empty() {
+        if names.len() == n {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "nodes left in {dir}: {names:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(tokio::time::Instant::now() < deadline, "{dir} has {names:?}, not {n} children");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until `dir` has no children (releases are asked for, not awaited).
+pub async fn until_empty(client: &zk::Client, dir: &str) {
+    until_children(client, dir, 0).await;
 }

@@ -24,6 +24,8 @@ async fn rust_and_curator_mutexes_take_fifo_turns_without_overlap() {
         let turns = table.exclusive_round(&order, &observer, PATH).await;
         assert_tokens_increase(&turns);
     }
+    table.finish().await;
+    until_empty(&observer, PATH).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +46,7 @@ async fn rust_and_kazoo_told_about_curator_names_exclude_each_other_both_ways() 
         let turns = table.exclusive_round(&order, &observer, PATH).await;
         assert_tokens_increase(&turns);
     }
+    table.finish().await;
     until_empty(&observer, PATH).await;
 }
 
@@ -59,9 +62,21 @@ async fn rust_waits_for_a_default_kazoo_lock_holder() {
     let mut table = Table::new();
     let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Mutex, PATH).await.unwrap()));
     let rust = table.add("rust", Contender::mutex(Mutex::new(&session, PATH).unwrap()));
-    let turns = table.exclusive_round(&[kazoo_holder, rust], &observer, PATH).await;
-    assert!(turns[0].node.contains("__lock__"), "kazoo's own name: {}", turns[0].node);
-    assert_tokens_increase(&turns);
+    table.acquire(kazoo_holder);
+    let held = table.next().await;
+    assert!(held.node.contains("__lock__"), "kazoo's own name: {}", held.node);
+    // Not a matter of timing: Rust decides that kazoo's node is ahead of its own.
+    let probe = Mutex::new(&session, PATH).unwrap();
+    assert!(probe.try_lock().await.unwrap().is_none(), "a default kazoo holder keeps Rust out");
+    table.enqueue(rust, &observer, PATH).await;
+    table.assert_nobody_acquires("kazoo holds").await;
+    table.release(kazoo_holder);
+    let turn = table.next().await;
+    assert_eq!(turn.who, rust);
+    assert_tokens_increase(&[held, turn]);
+    table.release(rust);
+    table.finish().await;
+    until_empty(&observer, PATH).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +116,7 @@ async fn unsafe_a_default_kazoo_lock_is_granted_while_rust_or_curator_holds_and_
     assert_eq!(table.next().await.who, kazoo_c);
     table.acquire(curator_c);
     assert_eq!(table.next().await.who, curator_c, "Curator acquires while kazoo holds");
+    table.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,4 +145,9 @@ async fn curator_lists_rust_contenders_as_participants_in_queue_order() {
     assert_eq!(looker.acquire(Some(PATIENCE / 100)).await.unwrap(), None, "a Rust holder keeps Curator out");
     table.release(holder);
     assert_eq!(table.next().await.who, waiter);
+    table.release(waiter);
+    assert_eq!(table.next().await.who, late);
+    table.release(late);
+    table.finish().await;
+    until_empty(&observer, PATH).await;
 }

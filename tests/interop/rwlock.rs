@@ -30,6 +30,7 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
     let other = peer(library, &connect).await;
+    let probe_session = session(&connect).await;
     let mut table = Table::new();
     let rust = async |name: &str, table: &mut Table, write: bool| {
         let lock = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
@@ -68,17 +69,27 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     assert_eq!(turn.who, peer_writer, "the peer writer follows the last reader");
     turns.push(turn);
     table.assert_nobody_acquires("the peer writer holds").await;
+    // Not a matter of timing: Rust decides that the peer's writer excludes its readers.
+    let probe = ReadWriteLock::new(&probe_session, PATH).unwrap();
+    assert!(probe.try_read().await.unwrap().is_none(), "a peer writer keeps Rust readers out");
     table.release(peer_writer);
     let turn = table.next().await;
     assert_eq!(turn.who, late_rust_reader);
     turns.push(turn);
+    table.acquire(peer_reader);
+    let turn = table.next().await;
+    assert_eq!(turn.who, peer_reader, "a peer reader joins a Rust reader");
+    turns.push(turn);
+    assert!(probe.try_write().await.unwrap().is_none(), "readers keep Rust writers out");
 
-    // A Rust writer waits for the Rust reader; a peer reader arriving after it waits for it.
+    // A Rust writer waits for both readers; a peer reader arriving after it waits for it.
     table.enqueue(rust_writer, &observer, PATH).await;
-    table.assert_nobody_acquires("a Rust reader holds").await;
+    table.assert_nobody_acquires("a Rust and a peer reader hold").await;
     table.enqueue(late_peer_reader, &observer, PATH).await;
-    table.assert_nobody_acquires("a reader holds and a Rust writer is queued ahead").await;
+    table.assert_nobody_acquires("readers hold and a Rust writer is queued ahead").await;
     table.release(late_rust_reader);
+    table.assert_nobody_acquires("a peer reader still holds").await;
+    table.release(peer_reader);
     let turn = table.next().await;
     assert_eq!(turn.who, rust_writer);
     turns.push(turn);
@@ -90,6 +101,7 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     table.release(late_peer_reader);
 
     assert_tokens_increase(&turns);
+    table.finish().await;
     until_empty(&observer, PATH).await;
 }
 
@@ -109,6 +121,8 @@ async fn rust_and_curator_writers_take_fifo_turns_without_overlap() {
         let turns = table.exclusive_round(&order, &observer, PATH).await;
         assert_tokens_increase(&turns);
     }
+    table.finish().await;
+    until_empty(&observer, PATH).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +141,11 @@ async fn rust_waits_for_default_kazoo_readers_and_writers() {
     let rust_writer =
         table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, PATH).unwrap()));
 
+    let probe = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
     table.acquire(kazoo_reader);
     assert_eq!(table.next().await.who, kazoo_reader);
+    assert!(probe.try_write().await.unwrap().is_none(), "a kazoo reader keeps Rust writers out");
+    assert!(probe.try_read().await.unwrap().is_some(), "a kazoo reader shares with Rust readers");
     table.enqueue(rust_writer, &observer, PATH).await;
     table.assert_nobody_acquires("a kazoo reader holds").await;
     table.release(kazoo_reader);
@@ -137,11 +154,13 @@ async fn rust_waits_for_default_kazoo_readers_and_writers() {
 
     table.acquire(kazoo_writer);
     assert_eq!(table.next().await.who, kazoo_writer);
+    assert!(probe.try_read().await.unwrap().is_none(), "a kazoo writer keeps Rust readers out");
     table.enqueue(rust_reader, &observer, PATH).await;
     table.assert_nobody_acquires("a kazoo writer holds").await;
     table.release(kazoo_writer);
     assert_eq!(table.next().await.who, rust_reader);
     table.release(rust_reader);
+    table.finish().await;
     until_empty(&observer, PATH).await;
 }
 
@@ -170,4 +189,5 @@ async fn unsafe_default_kazoo_read_and_write_locks_are_granted_while_rust_holds(
     assert_eq!(table.next().await.who, rust_reader);
     table.acquire(kazoo_writer);
     assert_eq!(table.next().await.who, kazoo_writer, "default kazoo WriteLock acquires while a Rust reader holds");
+    table.finish().await;
 }

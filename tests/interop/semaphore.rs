@@ -1,20 +1,19 @@
 //! The semaphore beside Curator's `InterProcessSemaphoreV2`.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::collections::VecDeque;
 
 use zk_recipes::Semaphore;
 use zk_recipes::testing::{Library, PeerRecipe};
 
-use crate::driver::{Contender, Table, until_empty};
+use crate::driver::{Contender, Table, children, until_empty};
 use crate::{ensemble, observer, peer, session};
 
 const PATH: &str = "/interop/semaphore";
 const PERMITS: u32 = 3;
-const TURNS: usize = 36;
+const TURNS: usize = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_and_curator_never_hold_more_leases_than_permits() {
+async fn rust_and_curator_never_hold_more_leases_than_permits_and_take_turns_in_order() {
     let cluster = ensemble().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
@@ -29,50 +28,41 @@ async fn rust_and_curator_never_hold_more_leases_than_permits() {
     for who in 0..table.len() {
         table.acquire(who);
     }
-
     // Holders as the test sees them: from the reported acquisition until the test asks for the
-    // release (a correct semaphore grants a lease only after some holder was asked to release).
+    // release. A correct semaphore grants a lease only after a holder was asked to release.
     let mut holders = VecDeque::new();
-    let mut most = 0;
-    let mut turns: HashMap<usize, usize> = HashMap::new();
-    let mut total = 0;
-    while total < TURNS {
-        let next = match holders.is_empty() {
-            true => Some(table.next().await),
-            false => table.next_within(Duration::from_millis(100)).await,
-        };
-        match next {
-            Some(acquired) => {
-                holders.push_back(acquired.who);
-                assert!(holders.len() <= PERMITS as usize, "more holders than permits: {holders:?}");
-                most = most.max(holders.len());
-                *turns.entry(acquired.who).or_default() += 1;
-                total += 1;
-                let names = crate::driver::children(&observer, &format!("{PATH}/leases")).await;
-                // A contender inside its acquisition has a lease node before it holds.
-                assert!(names.len() <= PERMITS as usize + 1, "lease nodes: {names:?}");
-            }
-            None => {
-                // Everyone who can hold does: let the longest holder go and queue again.
-                let who = holders.pop_front().expect("someone holds");
-                table.release(who);
-                table.acquire(who);
-            }
-        }
+    for _ in 0..PERMITS {
+        holders.push_back(table.next().await.who);
     }
-    let queued = table.len() - holders.len();
+    let mut left = Vec::new();
+    for turn in 0..TURNS {
+        table.assert_nobody_acquires(&format!("all {PERMITS} permits are held by {holders:?}")).await;
+        let names = children(&observer, &format!("{PATH}/leases")).await;
+        // A contender inside its acquisition has a lease node before it holds.
+        assert!(names.len() <= PERMITS as usize + 1, "lease nodes: {names:?}");
+        // The longest holder leaves and queues again; exactly one waiter takes its permit.
+        let leaving = holders.pop_front().unwrap();
+        table.release(leaving);
+        table.acquire(leaving);
+        left.push(leaving);
+        let next = table.next().await;
+        // In arrival order across languages: whoever left three turns ago queued last then,
+        // behind the three waiting.
+        if turn >= PERMITS as usize {
+            let expected = left[turn - PERMITS as usize];
+            assert_eq!(next.who, expected, "FIFO: {} instead of {}", table.name(next.who), table.name(expected));
+        }
+        holders.push_back(next.who);
+    }
+    // Drain: everyone gets a last turn and leaves.
     for who in holders {
         table.release(who);
     }
-    assert_eq!(most, PERMITS as usize, "all permits were in use at once");
-    for who in 0..table.len() {
-        assert!(turns.get(&who).copied().unwrap_or(0) >= 2, "{} got too few turns: {turns:?}", table.name(who));
-    }
-    // The others are still queued for a lease; release as they get one.
-    for _ in 0..queued {
+    for _ in 0..table.len() - PERMITS as usize {
         let acquired = table.next().await;
         table.release(acquired.who);
     }
+    table.finish().await;
     until_empty(&observer, &format!("{PATH}/leases")).await;
 }
 
@@ -91,6 +81,7 @@ async fn unsafe_a_rust_semaphore_is_granted_while_a_kazoo_semaphore_holds_all_pe
     assert_eq!(table.next().await.who, kazoo_holder);
     table.acquire(rust);
     assert_eq!(table.next().await.who, rust, "Rust acquires the only permit while kazoo holds it");
+    table.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,4 +99,5 @@ async fn unsafe_with_different_permit_counts_the_larger_count_is_what_holds() {
     assert_eq!(table.next().await.who, curator_holder);
     table.acquire(rust);
     assert_eq!(table.next().await.who, rust, "Rust, told 2 permits, holds beside Curator's single permit");
+    table.finish().await;
 }

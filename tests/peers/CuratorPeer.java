@@ -17,7 +17,9 @@
 //                                                 from takeLeadership)
 //   <id> participants                         -> participants <node>... (mutex, read, write)
 //                                                 or <part id>:<is leader>... (latch, selector)
-//   <id> close                                -> closed   (ends the session)
+//   <id> close                                -> closed   (closes the client, which ends the
+//                                                 session; runs at once, even while the
+//                                                 contender waits in `acquire`)
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -73,6 +75,10 @@ public final class CuratorPeer {
                 reply(id, "error no contender " + id);
                 continue;
             }
+            if (words[1].equals("close")) {
+                contender.close();
+                continue;
+            }
             contender.thread.execute(() -> {
                 try {
                     contender.run(words);
@@ -81,7 +87,8 @@ public final class CuratorPeer {
                 }
             });
         }
-        // The driver closed our stdin: it is done with us (or died), so end every session.
+        // The driver closed our stdin: it is done with us (or died). Exiting drops the
+        // connections; the sessions expire after their timeout.
         Runtime.getRuntime().halt(0);
     }
 
@@ -97,6 +104,7 @@ public final class CuratorPeer {
         LeaderLatch latch;
         LeaderSelector selector;
         final Semaphore yield = new Semaphore(0);
+        final Semaphore steppedDown = new Semaphore(0);
 
         Contender(String id) {
             this.id = id;
@@ -108,10 +116,6 @@ public final class CuratorPeer {
                 case "acquire" -> acquire(words.length > 2 ? Long.parseLong(words[2]) : -1);
                 case "release" -> release();
                 case "participants" -> participants();
-                case "close" -> {
-                    client.close();
-                    reply(id, "closed");
-                }
                 default -> reply(id, "error unknown verb " + words[1]);
             }
         }
@@ -139,8 +143,12 @@ public final class CuratorPeer {
                 case "selector" -> selector = new LeaderSelector(client, path, new LeaderSelectorListenerAdapter() {
                     @Override
                     public void takeLeadership(CuratorFramework c) throws Exception {
-                        reply(id, "leader " + ownNode(path));
-                        yield.acquire();
+                        try {
+                            reply(id, "leader " + ownNode(path));
+                            yield.acquire();
+                        } finally {
+                            steppedDown.release();
+                        }
                     }
                 });
                 default -> throw new IllegalArgumentException("unknown recipe " + recipe);
@@ -190,12 +198,25 @@ public final class CuratorPeer {
             } else if (latch != null) {
                 latch.close();
             } else if (selector != null) {
-                yield.release();
+                if (selector.hasLeadership()) {
+                    yield.release();
+                    // Returning from takeLeadership releases the mutex (deletes the node).
+                    steppedDown.tryAcquire(30, TimeUnit.SECONDS);
+                    // Curator deletes the node just after takeLeadership returns.
+                    for (int i = 0; i < 2000 && !ownNode(path).equals("-"); i++) {
+                        Thread.sleep(5);
+                    }
+                }
                 selector.close();
             } else {
                 mutex.release();
             }
             reply(id, "released");
+        }
+
+        void close() {
+            client.close();
+            reply(id, "closed");
         }
 
         void participants() throws Exception {

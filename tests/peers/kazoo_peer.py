@@ -13,7 +13,7 @@ The protocol is CuratorPeer.java's, for kazoo's recipes:
   <id> acquire [timeout ms]       -> acquired <node> | timeout | error <text>
   <id> release                    -> released
   <id> participants               -> participants <identifier>...  (kazoo's contenders())
-  <id> close                      -> closed   (ends the session)
+  <id> close                      -> closed   (ends the session; at once, even while waiting)
 
 A contender is one KazooClient (one session) and one lock; its commands run in order on its own
 thread.
@@ -110,9 +110,13 @@ def main():
         contender = contenders.get(ident)
         if contender is None:
             reply(ident, "error no contender " + ident)
-            continue
-        contender.commands.put(words)
-    # The driver closed our stdin: it is done with us (or died); exiting ends every session.
+        elif words[1] == "close":
+            # At once, even while the contender waits in `acquire`.
+            contender.do_close()
+        else:
+            contender.commands.put(words)
+    # The driver closed our stdin: it is done with us (or died). Exiting drops the connections;
+    # the sessions expire after their timeout.
 
 
 if __name__ == "__main__":
