@@ -267,3 +267,22 @@ async fn kazoo_nodes_and_curator_downgrade_nodes_are_respected() {
     let token = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap();
     assert!(token.sequence() > sequence);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_try_leaves_nothing_ahead_of_the_next_try_on_the_same_session() {
+    // A try that finds the lock taken deletes its node without waiting for the reply; the
+    // delete must still reach the server before the session's next create.
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let holder = session(&connect, TIMEOUT).await;
+    let trier = session(&connect, TIMEOUT).await;
+    let lock = ReadWriteLock::new(&trier, "/tries").unwrap();
+    for _ in 0..20 {
+        let read = ReadWriteLock::new(&holder, "/tries").unwrap().read().await.unwrap();
+        assert!(lock.try_write().await.unwrap().is_none(), "a reader holds");
+        let shared = lock.try_read().await.unwrap();
+        assert!(shared.is_some(), "the failed write's node must not be ahead of this read");
+        drop(shared);
+        read.release().await.unwrap();
+    }
+}

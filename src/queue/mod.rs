@@ -464,8 +464,14 @@ impl<'s> Attempt<'s> {
     }
 
     /// Gives up without waiting for the cleanup.
-    fn abandon(self) {
-        // Drop schedules the cleanup.
+    /// Gives up without waiting: the delete is sent at once, so the server runs it before
+    /// anything this session sends next — a following try on the same session never finds
+    /// this node ahead of its own.
+    fn abandon(mut self) {
+        if let Some(target) = self.cleanup_target() {
+            target.send_and_schedule(&self.client, self.session, self.generation);
+            self.node = Node::Unsent;
+        }
     }
 
     /// Gives up and deletes the node before returning, unless that takes longer than
