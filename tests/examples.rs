@@ -96,3 +96,20 @@ fn the_leader_example_hands_over_with_growing_tokens_and_takes_turns() {
         assert_eq!(turns.iter().filter(|l| l.starts_with(worker)).count(), 2, "turns in arrival order:\n{out}");
     }
 }
+
+#[test]
+fn the_fencing_example_rejects_the_resumed_holders_stale_write() {
+    let out = run("fencing");
+    let token_after = |marker: &str| -> FencingToken {
+        let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker:?} missing:\n{out}"));
+        line.split(marker).nth(1).unwrap().split([';', ':', ' ']).next().unwrap().parse().unwrap()
+    };
+    let a = token_after("A: acquired with token ");
+    let b = token_after("B: acquired with token ");
+    assert!(a < b, "the successor's token is larger:\n{out}");
+    assert!(out.contains(&format!("A: acquired with token {a}; write ACCEPTED")), "{out}");
+    assert!(out.contains("once A's session expired; write ACCEPTED"), "{out}");
+    assert!(out.contains("A: resumed; guard.lost() had already resolved"), "{out}");
+    assert!(out.contains(&format!("writes anyway with token {a}: REJECTED (token {a} < highest seen {b})")), "{out}");
+    assert!(out.contains("fencing held"), "{out}");
+}
