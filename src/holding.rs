@@ -49,11 +49,7 @@ impl Held {
         };
         async move {
             let reason = watch.run().await;
-            let first = *watch.loss.get_or_init(|| reason);
-            if first == reason && reason != LossReason::Released {
-                tracing::warn!(node = %watch.node, %reason, "lost");
-            }
-            first
+            record_loss(&watch.loss, &watch.node, reason)
         }
     }
 
@@ -77,10 +73,8 @@ impl Held {
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
     /// liveness proof. A loss found here is recorded: once lost, always lost.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
-        let lost = |reason| {
-            let first = *self.loss.get_or_init(|| reason);
-            Error::Lost { node: self.node.to_string(), reason: first }
-        };
+        let lost =
+            |reason| Error::Lost { node: self.node.to_string(), reason: record_loss(&self.loss, &self.node, reason) };
         if let Some(&reason) = self.loss.get() {
             return Err(lost(reason));
         }
@@ -185,12 +179,27 @@ impl Holding {
 
 impl Drop for Holding {
     fn drop(&mut self) {
+        crate::metrics::held(&self.held.node, self.since.elapsed());
         if !self.released {
             let _ = self.held.loss.set(LossReason::Released);
             let held_ms = self.since.elapsed().as_millis() as u64;
             tracing::info!(node = %self.held.node, held_ms, "released on drop");
             self.target().schedule(&self.held.session, self.held.generation);
         }
+    }
+}
+
+/// Records `reason` as the loss of `node` unless one was recorded before; the first loss.
+fn record_loss(loss: &OnceLock<LossReason>, node: &str, reason: LossReason) -> LossReason {
+    match loss.set(reason) {
+        Ok(()) => {
+            if reason != LossReason::Released {
+                tracing::warn!(node, %reason, "lost");
+                crate::metrics::lost(node, reason);
+            }
+            reason
+        }
+        Err(_) => *loss.get().expect("set"),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`Mutex`]: a fair (FIFO) distributed mutex.
 //! - [`ReadWriteLock`]: a fair read-write lock; a writer is never starved by later readers.
 //! - [`Semaphore`]: a fair counting semaphore.
+//! - [`LeaderLatch`] and [`LeaderSelector`]: leader election.
 //!
 //! # What every recipe guarantees
 //!
@@ -41,10 +42,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`inspect`] reads who holds any recipe path and who waits (what `zk-recipes status` shows).
+//!
 //! # Cargo features
 //!
 //! - `testing`: [`testing`], real Apache ZooKeeper servers and ensembles started as child
-//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`).
+//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`), and
+//!   Curator and kazoo peers for interop tests.
+//! - `metrics`: acquisition latency, queue length, hold time, losses and session state changes
+//!   through the [`metrics`](https://docs.rs/metrics) facade: `zk_recipes_acquire_seconds`
+//!   (labels `recipe`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
+//!   (`recipe`), `zk_recipes_losses_total` (`recipe`, `reason`),
+//!   `zk_recipes_session_state_changes_total` (`state`).
+//! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -56,6 +66,7 @@ mod guard;
 mod holding;
 mod inspect;
 mod leader;
+mod metrics;
 mod mutex;
 mod path;
 mod queue;

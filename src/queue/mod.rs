@@ -19,6 +19,7 @@ use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
 use crate::error::{Error, LossReason};
 use crate::holding::Holding;
+use crate::metrics;
 use crate::retry::{self, is_transient};
 use crate::session::{Session, SessionState};
 use crate::token::FencingToken;
@@ -86,6 +87,7 @@ async fn acquire_within(
         token = tracing::field::Empty,
     );
     let mut attempt = None;
+    let started = Instant::now();
     let contend = contend(session, pinned, spec, patience, &mut attempt);
     let outcome = match patience {
         Patience::For(allowed) => match tokio::time::timeout(allowed, contend).instrument(span.clone()).await {
@@ -94,7 +96,7 @@ async fn acquire_within(
         },
         Patience::Forever | Patience::None => contend.instrument(span.clone()).await,
     };
-    match (outcome, attempt) {
+    let result = match (outcome, attempt) {
         (Ok(true), Some(attempt)) => Ok(Some(attempt.into_holding())),
         (Ok(_), Some(attempt)) => {
             attempt.abandon();
@@ -107,7 +109,15 @@ async fn acquire_within(
         }
         (Err(err), _) => Err(err),
         (Ok(_), None) => unreachable!("contend returns Ok only after creating its attempt"),
-    }
+    };
+    let outcome = match &result {
+        Ok(Some(_)) => "acquired",
+        Ok(None) => "not_acquired",
+        Err(Error::Timeout { .. }) => "timeout",
+        Err(_) => "error",
+    };
+    metrics::acquisition(spec.marker, outcome, started.elapsed());
+    result
 }
 
 /// Creates the attempt, enqueues it and waits per `patience`; `Ok(true)` once it may proceed.
@@ -128,6 +138,7 @@ async fn contend<'s>(
     tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
     let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
     let children = attempt.enqueue(spec.data).await?;
+    metrics::queued(spec.marker, children.len());
     if let Some(queued) = spec.on_queued {
         queued();
     }

@@ -88,6 +88,7 @@ impl Shared {
     fn publish(&self, state: SessionState, generation: u64, client: Option<zk::Client>) {
         let id = client.as_ref().map(|c| c.session_id());
         tracing::info!(servers = %self.config.servers, ?state, generation, session_id = ?id, "session state");
+        crate::metrics::session_state(state);
         self.status.send_modify(|status| {
             status.state = state;
             status.generation = generation;
