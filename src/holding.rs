@@ -24,6 +24,8 @@ pub(crate) struct Held {
     token: FencingToken,
     /// The first loss observed, shared with every `lost()` future.
     loss: Arc<OnceLock<LossReason>>,
+    /// The `recipe` label of its metrics.
+    label: &'static str,
 }
 
 impl Held {
@@ -46,10 +48,11 @@ impl Held {
             generation: self.generation,
             node: self.node.to_string(),
             loss: self.loss.clone(),
+            label: self.label,
         };
         async move {
             let reason = watch.run().await;
-            record_loss(&watch.loss, &watch.node, reason)
+            record_loss(&watch.loss, &watch.node, watch.label, reason)
         }
     }
 
@@ -73,8 +76,10 @@ impl Held {
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
     /// liveness proof. A loss found here is recorded: once lost, always lost.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
-        let lost =
-            |reason| Error::Lost { node: self.node.to_string(), reason: record_loss(&self.loss, &self.node, reason) };
+        let lost = |reason| Error::Lost {
+            node: self.node.to_string(),
+            reason: record_loss(&self.loss, &self.node, self.label, reason),
+        };
         if let Some(&reason) = self.loss.get() {
             return Err(lost(reason));
         }
@@ -98,8 +103,14 @@ pub(crate) struct Holding {
 }
 
 impl Holding {
-    pub(crate) fn new(session: Session, generation: u64, node: String, token: FencingToken) -> Self {
-        let held = Held { session, generation, node: node.into(), token, loss: Arc::default() };
+    pub(crate) fn new(
+        session: Session,
+        generation: u64,
+        node: String,
+        token: FencingToken,
+        label: &'static str,
+    ) -> Self {
+        let held = Held { session, generation, node: node.into(), token, loss: Arc::default(), label };
         Self { held, since: Instant::now(), released: false }
     }
 
@@ -129,7 +140,14 @@ impl Holding {
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let held = self.held.clone();
         let earlier = *held.loss.get_or_init(|| LossReason::Released);
-        let lost = |reason| Err(Error::Lost { node: held.node.to_string(), reason });
+        let lost = |reason| {
+            if earlier == LossReason::Released {
+                // Found only now, by the release: nobody had watched `lost()`.
+                tracing::warn!(node = %held.node, %reason, "lost");
+                crate::metrics::lost(held.label, reason);
+            }
+            Err(Error::Lost { node: held.node.to_string(), reason })
+        };
         let client = match held.client() {
             Ok(client) => client,
             Err(reason) => {
@@ -179,7 +197,7 @@ impl Holding {
 
 impl Drop for Holding {
     fn drop(&mut self) {
-        crate::metrics::held(&self.held.node, self.since.elapsed());
+        crate::metrics::held(self.held.label, self.since.elapsed());
         if !self.released {
             let _ = self.held.loss.set(LossReason::Released);
             let held_ms = self.since.elapsed().as_millis() as u64;
@@ -190,12 +208,12 @@ impl Drop for Holding {
 }
 
 /// Records `reason` as the loss of `node` unless one was recorded before; the first loss.
-fn record_loss(loss: &OnceLock<LossReason>, node: &str, reason: LossReason) -> LossReason {
+fn record_loss(loss: &OnceLock<LossReason>, node: &str, label: &'static str, reason: LossReason) -> LossReason {
     match loss.set(reason) {
         Ok(()) => {
             if reason != LossReason::Released {
                 tracing::warn!(node, %reason, "lost");
-                crate::metrics::lost(node, reason);
+                crate::metrics::lost(label, reason);
             }
             reason
         }
@@ -209,6 +227,7 @@ struct LossWatch {
     generation: u64,
     node: String,
     loss: Arc<OnceLock<LossReason>>,
+    label: &'static str,
 }
 
 type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;

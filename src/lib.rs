@@ -51,7 +51,7 @@
 //!   Curator and kazoo peers for interop tests.
 //! - `metrics`: acquisition latency, queue length, hold time, losses and session state changes
 //!   through the [`metrics`](https://docs.rs/metrics) facade: `zk_recipes_acquire_seconds`
-//!   (labels `recipe`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
+//!   (labels `recipe` = `lock`/`read`/`write`/`latch`/`lease`/`semaphore_gate`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
 //!   (`recipe`), `zk_recipes_losses_total` (`recipe`, `reason`),
 //!   `zk_recipes_session_state_changes_total` (`state`).
 //! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`).

@@ -1,6 +1,7 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade, with feature `metrics`;
-//! without it every function here is empty. The names, all labelled `recipe` (`lock`, `read`,
-//! `write`, `lease`, `latch`; a semaphore's internal mutex counts as `lock`):
+//! without it every function here is empty. The names, all labelled `recipe` (`lock` for a
+//! mutex or selector, `read`, `write`, `latch`, `lease` for a semaphore's leases and
+//! `semaphore_gate` for its internal mutex, whose queue is the semaphore's waiting line):
 //!
 //! | name | kind | what |
 //! | --- | --- | --- |
@@ -15,60 +16,48 @@ use std::time::Duration;
 use crate::error::LossReason;
 use crate::session::SessionState;
 
-/// The `recipe` label of a contender node, from its name or path.
-#[cfg(feature = "metrics")]
-fn recipe(node: &str) -> &'static str {
-    use crate::queue::children::{Kind, Parsed, parse};
-    match parse(node.rsplit('/').next().unwrap_or(node)) {
-        Parsed::Contender(contender) => match contender.kind {
-            Kind::Lock | Kind::KazooLock => "lock",
-            Kind::Read | Kind::KazooRead => "read",
-            Kind::Write => "write",
-            Kind::Latch => "latch",
-            Kind::Lease => "lease",
-        },
-        Parsed::Wrapped | Parsed::Foreign => "other",
+/// The `recipe` label of a recipe's contenders, by the Curator marker of its nodes.
+pub(crate) fn label(marker: &str) -> &'static str {
+    match marker {
+        "__READ__" => "read",
+        "__WRIT__" => "write",
+        "latch-" => "latch",
+        "lease-" => "lease",
+        _ => "lock",
     }
 }
 
-/// The `recipe` label of a Curator marker such as `lock-`.
-#[cfg(feature = "metrics")]
-fn recipe_of_marker(marker: &str) -> &'static str {
-    recipe(&format!("{marker}0000000000"))
-}
-
 /// An acquisition ended after `waited`; `outcome` is one of the documented labels.
-pub(crate) fn acquisition(marker: &str, outcome: &'static str, waited: Duration) {
+pub(crate) fn acquisition(recipe: &'static str, outcome: &'static str, waited: Duration) {
     #[cfg(feature = "metrics")]
-    ::metrics::histogram!("zk_recipes_acquire_seconds", "recipe" => recipe_of_marker(marker), "outcome" => outcome)
+    ::metrics::histogram!("zk_recipes_acquire_seconds", "recipe" => recipe, "outcome" => outcome)
         .record(waited.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
-    let _ = (marker, outcome, waited);
+    let _ = (recipe, outcome, waited);
 }
 
 /// A contender queued in a directory of `children` children.
-pub(crate) fn queued(marker: &str, children: usize) {
+pub(crate) fn queued(recipe: &'static str, children: usize) {
     #[cfg(feature = "metrics")]
-    ::metrics::histogram!("zk_recipes_queue_length", "recipe" => recipe_of_marker(marker)).record(children as f64);
+    ::metrics::histogram!("zk_recipes_queue_length", "recipe" => recipe).record(children as f64);
     #[cfg(not(feature = "metrics"))]
-    let _ = (marker, children);
+    let _ = (recipe, children);
 }
 
-/// A holding of `node` ended after `held`.
-pub(crate) fn held(node: &str, held: Duration) {
+/// A holding ended after `held`.
+pub(crate) fn held(recipe: &'static str, held: Duration) {
     #[cfg(feature = "metrics")]
-    ::metrics::histogram!("zk_recipes_hold_seconds", "recipe" => recipe(node)).record(held.as_secs_f64());
+    ::metrics::histogram!("zk_recipes_hold_seconds", "recipe" => recipe).record(held.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
-    let _ = (node, held);
+    let _ = (recipe, held);
 }
 
-/// The holding of `node` was lost.
-pub(crate) fn lost(node: &str, reason: LossReason) {
+/// A holding was lost.
+pub(crate) fn lost(recipe: &'static str, reason: LossReason) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("zk_recipes_losses_total", "recipe" => recipe(node), "reason" => format!("{reason:?}"))
-        .increment(1);
+    ::metrics::counter!("zk_recipes_losses_total", "recipe" => recipe, "reason" => format!("{reason:?}")).increment(1);
     #[cfg(not(feature = "metrics"))]
-    let _ = (node, reason);
+    let _ = (recipe, reason);
 }
 
 /// The session went into `state`.

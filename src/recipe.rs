@@ -62,6 +62,7 @@ impl Recipe {
     }
 
     fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
-        Spec { dir: &self.path, marker, data: &self.data, rule, on_queued: None }
+        let label = crate::metrics::label(marker);
+        Spec { dir: &self.path, marker, data: &self.data, rule, label, on_queued: None }
     }
 }

@@ -209,8 +209,14 @@ impl Semaphore {
         };
         // The gate and every lease must belong to one ZooKeeper session: a lease created in a
         // later session would be counted without holding the gate.
-        let gate =
-            Spec { dir: &self.locks, marker: "lock-", data: &self.recipe.data, rule: Rule::Exclusive, on_queued: None };
+        let gate = Spec {
+            dir: &self.locks,
+            marker: "lock-",
+            data: &self.recipe.data,
+            rule: Rule::Exclusive,
+            label: "semaphore_gate",
+            on_queued: None,
+        };
         let Some(gate) =
             queue::acquire_in(&self.recipe.session, session.clone(), &gate, left()).await.map_err(timed_out)?
         else {
@@ -221,6 +227,7 @@ impl Semaphore {
             marker: "lease-",
             data: &self.recipe.data,
             rule: Rule::Leases { permits: self.permits },
+            label: "lease",
             on_queued: None,
         };
         let mut holdings = Vec::with_capacity(count as usize);

@@ -72,6 +72,11 @@ async fn every_documented_metric_is_recorded_with_its_labels() {
     lease.release().await.unwrap();
     assert_eq!(seen.amount("zk_recipes_acquire_seconds", &[("recipe", "lease"), ("outcome", "acquired")]), 1);
     assert_eq!(seen.amount("zk_recipes_hold_seconds", &[("recipe", "lease")]), 1);
+    // The semaphore's internal mutex has a label of its own, apart from real mutexes.
+    assert_eq!(seen.amount("zk_recipes_acquire_seconds", &[("recipe", "semaphore_gate"), ("outcome", "acquired")]), 1);
+    assert_eq!(seen.amount("zk_recipes_hold_seconds", &[("recipe", "semaphore_gate")]), 1);
+    assert_eq!(seen.amount("zk_recipes_hold_seconds", &[("recipe", "lock")]), 1);
+    assert_eq!(seen.amount("zk_recipes_queue_length", &[("recipe", "lock")]), 3);
 
     // A holding lost to the session's end is counted once, by reason, however often asked.
     let guard = Mutex::new(&holder, "/m").unwrap().lock().await.unwrap();
@@ -80,6 +85,8 @@ async fn every_documented_metric_is_recorded_with_its_labels() {
     assert_eq!(reason, LossReason::SessionExpired);
     let _ = guard.lost().await;
     assert_eq!(seen.amount("zk_recipes_losses_total", &[("recipe", "lock"), ("reason", "SessionExpired")]), 1);
+    assert!(guard.release().await.is_err(), "released after the loss");
+    assert_eq!(seen.amount("zk_recipes_losses_total", &[("recipe", "lock")]), 1, "counted once");
     // The session's own state follows as soon as its driver sees the expiry.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while seen.amount("zk_recipes_session_state_changes_total", &[("state", "Lost")]) == 0 {

@@ -39,6 +39,8 @@ pub(crate) struct Spec<'a> {
     pub(crate) marker: &'static str,
     pub(crate) data: &'a [u8],
     pub(crate) rule: Rule,
+    /// The `recipe` label of this contender's metrics.
+    pub(crate) label: &'static str,
     /// Called once the contender's node is in the queue (a leader latch reports it joined).
     pub(crate) on_queued: Option<&'a (dyn Fn() + Send + Sync)>,
 }
@@ -116,7 +118,7 @@ async fn acquire_within(
         Err(Error::Timeout { .. }) => "timeout",
         Err(_) => "error",
     };
-    metrics::acquisition(spec.marker, outcome, started.elapsed());
+    metrics::acquisition(spec.label, outcome, started.elapsed());
     result
 }
 
@@ -138,7 +140,7 @@ async fn contend<'s>(
     tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
     let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
     let children = attempt.enqueue(spec.data).await?;
-    metrics::queued(spec.marker, children.len());
+    metrics::queued(spec.label, children.len());
     if let Some(queued) = spec.on_queued {
         queued();
     }
@@ -168,6 +170,7 @@ struct Attempt<'s> {
     dir: String,
     marker: &'static str,
     rule: Rule,
+    label: &'static str,
     /// Curator's protected prefix `_c_<uuid>-`, which lets a lost create be found again.
     prefix: String,
     node: Node,
@@ -187,6 +190,7 @@ impl<'s> Attempt<'s> {
             dir: spec.dir.to_owned(),
             marker: spec.marker,
             rule: spec.rule,
+            label: spec.label,
             prefix: protected_prefix(),
             node: Node::Unsent,
             token: None,
@@ -471,7 +475,7 @@ impl<'s> Attempt<'s> {
             %node, %token, session_id = %self.client.session_id(),
             waited_ms = self.started.elapsed().as_millis() as u64, "acquired"
         );
-        Holding::new(self.session.clone(), self.generation, node, token)
+        Holding::new(self.session.clone(), self.generation, node, token, self.label)
     }
 
     /// Gives up without waiting for the cleanup.
