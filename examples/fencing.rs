@@ -45,6 +45,8 @@ async fn main() -> Result<()> {
         .stdout(Stdio::piped())
         .spawn()?;
     let pid = Pid::from_raw(i32::try_from(a.id())?);
+    // Whatever happens below, A does not stay frozen (or alive) after this program.
+    let mut thaw = Thaw(Some(pid));
     let mut a_in = a.stdin.take().expect("piped");
     let mut a_out = BufReader::new(a.stdout.take().expect("piped")).lines();
     let first = a_out.next().transpose()?.ok_or("holder A ended early")?;
@@ -64,7 +66,9 @@ async fn main() -> Result<()> {
     for line in a_out {
         println!("A: {}", line?);
     }
-    if !a.wait()?.success() {
+    let status = a.wait()?;
+    thaw.0 = None; // reaped: its pid is not ours to signal any more
+    if !status.success() {
         return Err("holder A failed".into());
     }
     b.release().await?;
@@ -76,6 +80,19 @@ async fn main() -> Result<()> {
     }
     println!("fencing held: the stale write was rejected");
     Ok(())
+}
+
+/// Resumes and kills holder A when dropped before A was reaped, so that an error here never
+/// leaves it frozen.
+struct Thaw(Option<Pid>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(pid, Signal::SIGCONT);
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
 }
 
 /// Holder A: acquires, writes, reports; then waits (frozen meanwhile) and writes again with

@@ -22,10 +22,12 @@ pub struct Snapshot {
     /// Whether it is laid out as a [`Semaphore`](crate::Semaphore) (`leases/` and `locks/`).
     pub semaphore: bool,
     /// Who holds: the head of a mutex, latch or selector queue; the readers ahead of the first
-    /// writer, or that writer; every lease of a semaphore.
+    /// writer, or that writer; the leases of a semaphore.
     pub holders: Vec<Participant>,
-    /// Who waits, in queue order. For a semaphore: the queue of its internal mutex, whose head
-    /// is taking a lease at this moment.
+    /// Who waits, in queue order. For a semaphore: the queue of its internal mutex; its head is
+    /// taking a lease at this moment, and is shown by its lease node once it has one (for the
+    /// few milliseconds between being granted a lease and leaving the internal mutex, a holder
+    /// shows as waiting).
     pub waiting: Vec<Participant>,
 }
 
@@ -80,9 +82,16 @@ pub async fn inspect(session: &Session, path: &str) -> Result<Snapshot, Error> {
     validate_recipe_path(path)?;
     let (client, _) = session.current().await?;
     let leases = format!("{path}/leases");
-    if let Some(leases) = participants(&client, &leases).await? {
-        let waiting = participants(&client, &format!("{path}/locks")).await?.unwrap_or_default();
-        return Ok(Snapshot { path: path.to_owned(), semaphore: true, holders: leases, waiting });
+    if let Some(mut holders) = participants(&client, &leases).await? {
+        let mut waiting = participants(&client, &format!("{path}/locks")).await?.unwrap_or_default();
+        // The head of the internal mutex's queue creates its lease node before it knows
+        // whether a permit is free: that node is its place in line, not a permit held.
+        if let Some(head) = waiting.first()
+            && let Some(pending) = holders.iter().rposition(|lease| lease.session_id == head.session_id)
+        {
+            waiting[0] = holders.remove(pending);
+        }
+        return Ok(Snapshot { path: path.to_owned(), semaphore: true, holders, waiting });
     }
     let mut holders = Vec::new();
     let mut waiting = Vec::new();

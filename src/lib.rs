@@ -87,6 +87,7 @@ pub use crate::holding::FencedWrite;
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::{Mutex, MutexGuard};
+pub use crate::path::validate_recipe_path;
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
 pub use crate::session::{Session, SessionBuilder, SessionState, SessionStates};

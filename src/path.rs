@@ -6,8 +6,19 @@
 use crate::error::Error;
 
 /// Checks that `path` can be a recipe directory: absolute, canonical, allowed characters,
-/// not the root and not under `/zookeeper`.
-pub(crate) fn validate_recipe_path(path: &str) -> Result<(), Error> {
+/// not the root and not under `/zookeeper` — what every recipe's `new` checks, for checking a
+/// configured path before connecting.
+///
+/// ```
+/// assert!(zk_recipes::validate_recipe_path("/locks/nightly").is_ok());
+/// let err = zk_recipes::validate_recipe_path("locks/nightly").unwrap_err();
+/// assert!(err.to_string().contains("must be absolute"));
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidPath`], saying what to fix.
+pub fn validate_recipe_path(path: &str) -> Result<(), Error> {
     let invalid = |reason: &'static str| Err(Error::InvalidPath { path: path.to_owned(), reason });
     if path.is_empty() {
         return invalid("the path is empty; use an absolute path such as \"/locks/nightly\"");

@@ -110,12 +110,18 @@ async fn exit_statuses_say_what_happened() {
     assert!(text(&unreachable.stderr).contains("could not reach ZooKeeper"), "{}", text(&unreachable.stderr));
     assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
 
-    // 2: a bad path or permit count is a usage error.
-    let bad_path = finish(tool(&connect).args(["lock", "locks/x", "--", "true"]).spawn().unwrap()).await;
-    assert_eq!(code(&bad_path), 2);
-    assert!(text(&bad_path.stderr).contains("must be absolute"), "{}", text(&bad_path.stderr));
-    let zero = finish(tool(&connect).args(["semaphore", "/s", "--permits", "0", "--", "true"]).spawn().unwrap()).await;
-    assert_eq!(code(&zero), 2, "{}", text(&zero.stderr));
+    // 3 for the other recipes too.
+    let lease = Semaphore::new(&holder_session, "/s", 1).unwrap().acquire().await.unwrap();
+    let full =
+        finish(tool(&connect).args(["semaphore", "/s", "--permits", "1", "--no-wait", "--", "true"]).spawn().unwrap())
+            .await;
+    assert_eq!(code(&full), 3, "{}", text(&full.stderr));
+    lease.release().await.unwrap();
+    let read = ReadWriteLock::new(&holder_session, "/rw").unwrap().read().await.unwrap();
+    let write =
+        finish(tool(&connect).args(["write-lock", "/rw", "--timeout", "200ms", "--", "true"]).spawn().unwrap()).await;
+    assert_eq!(code(&write), 3, "{}", text(&write.stderr));
+    read.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,12 +134,18 @@ async fn bad_arguments_are_usage_errors() {
         &["semaphore", "/s", "--", "true"], // no --permits
         &["elect", "/e", "--", "true"],     // no --id
         &["frobnicate"],
+        &["lock", "locks/x", "--", "true"], // not an absolute path
+        &["status", "/zookeeper/x"],        // reserved
+        &["semaphore", "/s", "--permits", "0", "--", "true"],
     ] {
         let output = finish(tool("127.0.0.1:1").args(args).spawn().unwrap()).await;
         assert_eq!(code(&output), 2, "{args:?}: {}", text(&output.stderr));
         assert!(text(&output.stderr).starts_with("error: "), "{args:?}: {}", text(&output.stderr));
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+    // Checked before connecting: the server here does not exist.
+    let bad_path = finish(tool("127.0.0.1:1").args(["lock", "locks/x", "--", "true"]).spawn().unwrap()).await;
+    assert!(text(&bad_path.stderr).contains("must be absolute"), "{}", text(&bad_path.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,6 +295,14 @@ async fn status_shows_holders_and_waiters_of_every_recipe_as_text_and_json() {
     assert_eq!(json["semaphore"], true);
     assert_eq!(kinds(&json["holders"]), ["Lease", "Lease"]);
     assert!(status_text(&connect, "/st/sem").await.starts_with("/st/sem (semaphore): 2 holding, 0 waiting"));
+    // A third waits: its lease node exists already, but it is its place in line, not a permit.
+    let third = semaphore(2);
+    let _l3 = tokio::spawn(async move { third.acquire().await.map(drop) });
+    count_is(&observer, "/st/sem/leases", 3).await;
+    let json = status_json(&connect, "/st/sem").await;
+    assert_eq!(kinds(&json["holders"]), ["Lease", "Lease"]);
+    assert_eq!(kinds(&json["waiting"]), ["Lease"]);
+    assert_eq!(json["waiting"][0]["session_id"], format!("{:#x}", sessions[2].id().unwrap().0));
 
     // Leader latch: the leader holds, the others wait, ids as data.
     let first = LeaderLatch::new(&sessions[2], "/st/latch", "alpha").unwrap().start().await.unwrap();
@@ -326,7 +346,7 @@ async fn the_progress_line_goes_to_stderr_and_stdout_is_the_commands() {
     let guard = Mutex::new(&holder, "/p").unwrap().lock().await.unwrap();
     let waiting = tool(&connect).args(["lock", "/p", "--progress", "--", "echo", "from the command"]).spawn().unwrap();
     count_is(&observer, "/p", 2).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     guard.release().await.unwrap();
     let output = finish(waiting).await;
     assert_eq!(code(&output), 0);

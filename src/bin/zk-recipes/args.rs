@@ -10,8 +10,13 @@ use clap::{Args, Parser, Subcommand};
 /// Apache Curator's znode layout.
 ///
 /// Exit status: the command's own after a normal run; 2 usage error; 3 not acquired in time;
-/// 4 the lock was lost while the command ran; 130/143 interrupted (SIGINT/SIGTERM) while
-/// waiting; 1 any other failure (e.g. no server reachable within the connect timeout).
+/// 4 the lock was lost while the command ran; 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)
+/// while waiting; 1 any other failure (e.g. no server reachable within the connect timeout).
+///
+/// Without a terminal (cron, systemd, scripts) the command runs in a process group of its own,
+/// and signals — the SIGTERM of a lost lock, and SIGTERM/SIGHUP/SIGINT sent to the tool — go to
+/// the whole group. Processes the command leaves running in the background when it exits are
+/// not covered by the lock, which is released when the command exits.
 ///
 /// Digest authentication: set ZK_DIGEST=user:password in the environment (never printed).
 #[derive(Debug, Parser)]
@@ -44,7 +49,7 @@ pub enum Command {
     /// Runs CMD while holding one permit of the semaphore at PATH.
     Semaphore {
         /// How many holders the semaphore admits at once; every participant must agree.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(zk_recipes::MAX_PERMITS)))]
         permits: u32,
         #[command(flatten)]
         run: Run,
@@ -62,6 +67,7 @@ pub enum Command {
     /// nodes alike).
     Status {
         /// The recipe path, e.g. /locks/nightly.
+        #[arg(value_parser = recipe_path)]
         path: String,
         /// Prints JSON instead of text.
         #[arg(long)]
@@ -80,6 +86,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Run {
     /// The recipe path, e.g. /locks/nightly.
+    #[arg(value_parser = recipe_path)]
     pub path: String,
 
     /// Wait at most this long to acquire (e.g. 30s, 5m); exit status 3 if not acquired.
@@ -105,6 +112,11 @@ pub struct Run {
     /// The command to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// A path any recipe can use, checked before connecting.
+fn recipe_path(path: &str) -> Result<String, String> {
+    zk_recipes::validate_recipe_path(path).map(|()| path.to_owned()).map_err(|e| e.to_string())
 }
 
 impl Run {

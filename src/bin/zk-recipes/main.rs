@@ -13,12 +13,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use futures_util::FutureExt;
-use tokio::signal::unix::{SignalKind, signal};
 use zk_recipes::{Error, Session, SessionBuilder, inspect};
 
 use crate::args::{Cli, Command, Run};
 use crate::held::Recipe;
-use crate::supervise::Ended;
+use crate::supervise::{Ended, Signals};
 
 /// Exit statuses besides the command's own (2, for usage errors, is clap's).
 const FAILURE: u8 = 1;
@@ -85,8 +84,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Semaphore { permits, run } => (Recipe::Semaphore { permits }, run),
         Command::Elect { id, run } => (Recipe::Elect { id }, run),
     };
+    // Registered before connecting, so that no signal is missed from here on.
+    let mut signals = Signals::register().map_err(|e| Failure::new(FAILURE, format!("cannot handle signals: {e}")))?;
     let session = connect(&cli.servers, builder).await?;
-    let outcome = hold_and_run(&session, &recipe, &run).await;
+    let outcome = hold_and_run(&session, &recipe, &run, &mut signals).await;
     // Closing the session deletes any node it still owns, whatever happened above.
     session.close().await;
     outcome
@@ -112,9 +113,7 @@ async fn connect(servers: &str, builder: SessionBuilder) -> Result<Session, Fail
 }
 
 /// Acquires, runs the command, releases; the exit status.
-async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run) -> Result<u8, Failure> {
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Failure::new(FAILURE, e.to_string()))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Failure::new(FAILURE, e.to_string()))?;
+async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &mut Signals) -> Result<u8, Failure> {
     let show_progress = run.progress || (!run.quiet && std::io::stderr().is_terminal());
     let progress = async {
         if show_progress {
@@ -126,8 +125,9 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run) -> Result<u
         acquired = held::acquire(session, recipe, &run.path, run.patience()) => acquired,
         // Interrupted while waiting: the dropped acquisition's node goes with the session,
         // which the caller closes before exiting.
-        _ = interrupt.recv() => return Err(interrupted("SIGINT", 130, show_progress)),
-        _ = terminate.recv() => return Err(interrupted("SIGTERM", 143, show_progress)),
+        _ = signals.interrupt.recv() => return Err(interrupted("SIGINT", 130, show_progress)),
+        _ = signals.terminate.recv() => return Err(interrupted("SIGTERM", 143, show_progress)),
+        _ = signals.hangup.recv() => return Err(interrupted("SIGHUP", 129, show_progress)),
         () = progress => unreachable!("the progress line never ends"),
     };
     if show_progress {
@@ -148,7 +148,7 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run) -> Result<u
     if let Recipe::Elect { id } = recipe {
         env.push(("ZK_LEADER_ID", id.clone()));
     }
-    let ended = supervise::run(&run.command, &env, held.lost(), run.kill_after).await;
+    let ended = supervise::run(&run.command, &env, held.lost(), run.kill_after, signals).await;
     // A loss that happened as the command was ending still makes the run unsafe to trust.
     let lost_meanwhile = held.lost().now_or_never();
     let released = held.release().await;
@@ -161,12 +161,19 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run) -> Result<u
             LOST,
             format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
         )),
-        (Ended::Exited(status), None) => {
-            if let Err(error) = released {
+        (Ended::Exited(status), None) => match released {
+            // The release found the node gone or the session over: the command may not have
+            // held the lock to its end.
+            Err(Error::Lost { reason, .. }) => Err(Failure::new(
+                LOST,
+                format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
+            )),
+            Err(error) => {
                 eprintln!("zk-recipes: releasing {}: {error}", run.path);
+                Ok(supervise::exit_code(status))
             }
-            Ok(supervise::exit_code(status))
-        }
+            Ok(()) => Ok(supervise::exit_code(status)),
+        },
     }
 }
 
