@@ -205,8 +205,8 @@ async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() 
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
     let dir = tempfile::tempdir().unwrap();
-    let command =
-        r#"trap 'echo terminated > "$D/cmd"; exit 0' TERM; echo started > "$D/cmd"; while :; do sleep 0.1; done"#;
+    let command = r#"sleep 300 & echo $! > "$D/job"
+        trap 'echo terminated > "$D/cmd"; exit 0' TERM; echo started > "$D/cmd"; while :; do sleep 0.1; done"#;
     let frozen = tool(&connect)
         .env("D", dir.path())
         .args(["lock", "/frozen", "--kill-after", "2s", "--", "sh", "-c", command])
@@ -227,6 +227,10 @@ async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() 
     assert_eq!(code(&output), 4, "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("lost"), "{}", text(&output.stderr));
     wait_for_file(&dir.path().join("cmd"), "terminated").await;
+    // The command's background job too: a lost lock stops everything the command started.
+    let job: u32 = std::fs::read_to_string(dir.path().join("job")).unwrap().trim().parse().unwrap();
+    eventually("the background job is stopped too", PATIENCE, || async { (!common::process_alive(job)).then_some(()) })
+        .await;
     assert!(futures_util::FutureExt::now_or_never(guard.lost()).is_none(), "the successor still holds");
     guard.release().await.unwrap();
 }
