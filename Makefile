@@ -26,7 +26,8 @@ unit:
 	$(CARGO) nextest run --locked --all-features --all-targets
 	$(CARGO) test --locked --all-features --doc
 
-## Latency against the raw ZooKeeper floor, in interleaved rounds (fsync on, then off).
+## Against Curator, kazoo, zookeeper-client and the raw floor, in interleaved rounds; writes
+## target/bench.json. `make bench ARGS="--only contended"` runs one benchmark.
 bench: deps
-	$(CARGO) run --quiet --release --locked --example bench
-	$(CARGO) run --quiet --release --locked --example bench -- --no-fsync
+	$(CARGO) build --quiet --release --locked --features cli --bin zk-recipes
+	$(CARGO) run --quiet --release --locked --example bench -- $(ARGS)

@@ -105,6 +105,8 @@ pub struct Peer {
     library: Library,
     stdin: Arc<Mutex<ChildStdin>>,
     routes: Routes,
+    /// Answers to [`Peer::bench`], one benchmark at a time.
+    bench: Mutex<mpsc::UnboundedReceiver<String>>,
     next_id: AtomicUsize,
     _child: Child,
 }
@@ -118,28 +120,8 @@ impl Peer {
     /// Debian's Python or kazoo are missing; [`HarnessError::Peer`] when the process does not
     /// come up.
     pub async fn start(library: Library, connect_string: &str) -> Result<Self, HarnessError> {
-        let mut command = match library {
-            Library::Curator => {
-                let classes = compiled_curator_peer().await?;
-                let mut command = Command::new(java()?);
-                command
-                    .arg("-Xss512k")
-                    .arg("-XX:+UseSerialGC")
-                    .arg("-cp")
-                    .arg(format!("{CURATOR_CLASSPATH}:{}", classes.display()))
-                    .arg("CuratorPeer");
-                command
-            }
-            Library::Kazoo => {
-                if !Path::new(DEBIAN_PYTHON).is_file() {
-                    return Err(HarnessError::PeerMissing(format!("{DEBIAN_PYTHON} does not exist")));
-                }
-                let mut command = Command::new(DEBIAN_PYTHON);
-                command.arg("-u").arg("-c").arg(KAZOO_SOURCE);
-                command
-            }
-        };
-        let mut child = command
+        let mut child = program(library)
+            .await?
             .arg(connect_string)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -162,6 +144,11 @@ impl Peer {
         }
 
         let routes = Routes::default();
+        let (bench_answers, bench) = mpsc::unbounded_channel();
+        routes
+            .lock()
+            .expect("routes")
+            .insert("bench".into(), Route { events: bench_answers.clone(), answers: bench_answers });
         let table = Arc::clone(&routes);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -174,12 +161,56 @@ impl Peer {
             // The process ended: dropping the senders tells every contender.
             table.lock().expect("routes").clear();
         });
-        Ok(Self { library, stdin: Arc::new(Mutex::new(stdin)), routes, next_id: AtomicUsize::new(0), _child: child })
+        Ok(Self {
+            library,
+            stdin: Arc::new(Mutex::new(stdin)),
+            routes,
+            bench: Mutex::new(bench),
+            next_id: AtomicUsize::new(0),
+            _child: child,
+        })
     }
 
     /// The library this peer runs.
     pub fn library(&self) -> Library {
         self.library
+    }
+
+    /// Runs one of the peer's benchmarks (see the peers' sources: `cycles`, `contend`, `deep`,
+    /// `semaphore`, `failover`) and returns its numbers, as text; waits at most `within`.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the benchmark fails, takes longer, or the peer died.
+    pub async fn bench(&self, command: &str, within: Duration) -> Result<String, HarnessError> {
+        let mut answers = self.bench.lock().await;
+        let line = format!("bench {command}\n");
+        {
+            let mut stdin = self.stdin.lock().await;
+            stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to a peer", e))?;
+            stdin.flush().await.map_err(|e| HarnessError::io("writing to a peer", e))?;
+        }
+        let answer = tokio::time::timeout(within, answers.recv())
+            .await
+            .map_err(|_| HarnessError::Peer(format!("{:?} bench `{command}` took over {within:?}", self.library)))?
+            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))?;
+        match answer.strip_prefix("ok") {
+            Some(numbers) => Ok(numbers.trim_start().to_owned()),
+            None => Err(HarnessError::Peer(format!("{:?} bench `{command}`: {answer}", self.library))),
+        }
+    }
+
+    /// The command line of a one-shot program of `library`: connect to `connect_string`,
+    /// acquire the mutex at `path` (Curator's `InterProcessMutex`, kazoo's `Lock`), release,
+    /// exit — the peers' counterpart of `zk-recipes lock PATH -- true`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn oneshot(library: Library, connect_string: &str, path: &str) -> Result<Command, HarnessError> {
+        let mut command = program(library).await?;
+        command.arg("--oneshot").arg(connect_string).arg(path);
+        Ok(command)
     }
 
     /// A new contender with its own client and session, using `recipe` on `path`.
@@ -331,6 +362,31 @@ impl PeerContender {
     fn unexpected(&self, command: &str, word: &str, text: &str) -> HarnessError {
         HarnessError::Peer(format!("{:?} contender {}: `{command}` answered `{word} {text}`", self.library, self.id))
     }
+}
+
+/// The peer program of `library`, without its arguments.
+async fn program(library: Library) -> Result<Command, HarnessError> {
+    Ok(match library {
+        Library::Curator => {
+            let classes = compiled_curator_peer().await?;
+            let mut command = Command::new(java()?);
+            command
+                .arg("-Xss512k")
+                .arg("-XX:+UseSerialGC")
+                .arg("-cp")
+                .arg(format!("{CURATOR_CLASSPATH}:{}", classes.display()))
+                .arg("CuratorPeer");
+            command
+        }
+        Library::Kazoo => {
+            if !Path::new(DEBIAN_PYTHON).is_file() {
+                return Err(HarnessError::PeerMissing(format!("{DEBIAN_PYTHON} does not exist")));
+            }
+            let mut command = Command::new(DEBIAN_PYTHON);
+            command.arg("-u").arg("-c").arg(KAZOO_SOURCE);
+            command
+        }
+    })
 }
 
 /// The `java` binary, with symbolic links resolved, so that `javac` is taken from the same JDK.

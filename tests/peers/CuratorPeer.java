@@ -17,6 +17,18 @@
 //                                                 from takeLeadership)
 //   <id> participants                         -> participants <node>... (mutex, read, write)
 //                                                 or <part id>:<is leader>... (latch, selector)
+//
+// Benchmarks (`make bench`), as the id `bench`, each answered `bench ok <numbers>` when done:
+//   bench cycles <path> <n>                  n uncontended InterProcessMutex cycles on one client:
+//                                              each cycle's microseconds
+//   bench contend <path> <clients> <ms>      clients on their own sessions loop acquire/release:
+//                                              <sequence>:<granted ns>:<waited ns> per acquisition
+//   bench deep <path> <waiters>              waiters queue on one client behind a holder, then drain:
+//                                              each grant's ns, in order
+//   bench semaphore <path> <permits> <clients> <ms>   InterProcessSemaphoreV2 loops: acquisitions
+//   bench failover <path> <rounds>           LeaderLatch close -> the next one's isLeader: microseconds
+// And `CuratorPeer --oneshot <connect> <path>`: connect, acquire, release, exit (CLI comparison).
+//
 //   <id> close                                -> closed   (closes the client, which ends the
 //                                                 session; runs at once, even while the
 //                                                 contender waits in `acquire`)
@@ -57,6 +69,10 @@ public final class CuratorPeer {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args[0].equals("--oneshot")) {
+            Bench.oneshot(args[1], args[2]);
+            return;
+        }
         connectString = args[0];
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         reply("peer", "ready");
@@ -68,6 +84,17 @@ public final class CuratorPeer {
                 continue;
             }
             String id = words[0];
+            if (id.equals("bench")) {
+                // One at a time, off the reader thread.
+                Bench.THREAD.execute(() -> {
+                    try {
+                        reply("bench", "ok " + Bench.run(words));
+                    } catch (Throwable e) {
+                        reply("bench", "error " + e.toString().replace('\n', ' '));
+                    }
+                });
+                continue;
+            }
             Contender contender = words[1].equals("open")
                     ? CONTENDERS.computeIfAbsent(id, Contender::new)
                     : CONTENDERS.get(id);
@@ -90,6 +117,213 @@ public final class CuratorPeer {
         // The driver closed our stdin: it is done with us (or died). Exiting drops the
         // connections; the sessions expire after their timeout.
         Runtime.getRuntime().halt(0);
+    }
+
+    static CuratorFramework connect(String connect) throws InterruptedException {
+        CuratorFramework client = CuratorFrameworkFactory.builder()
+                .connectString(connect)
+                .sessionTimeoutMs(6000)
+                .connectionTimeoutMs(5000)
+                .retryPolicy(new ExponentialBackoffRetry(50, 5))
+                .build();
+        client.start();
+        if (!client.blockUntilConnected(10, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("not connected to " + connect);
+        }
+        return client;
+    }
+
+    /** The benchmarks: Curator's recipes in tight loops, timed inside the JVM. */
+    static final class Bench {
+        static final ExecutorService THREAD = Executors.newSingleThreadExecutor();
+
+        /** InterProcessMutex with its (protected) node path, for sequence numbers. */
+        static final class Mutex extends InterProcessMutex {
+            Mutex(CuratorFramework client, String path) {
+                super(client, path);
+            }
+
+            long sequence() {
+                String node = getLockPath();
+                return Long.parseLong(node.substring(node.length() - 10));
+            }
+        }
+
+        static String run(String[] w) throws Exception {
+            return switch (w[1]) {
+                case "cycles" -> cycles(w[2], Integer.parseInt(w[3]));
+                case "contend" -> contend(w[2], Integer.parseInt(w[3]), Long.parseLong(w[4]));
+                case "deep" -> deep(w[2], Integer.parseInt(w[3]));
+                case "semaphore" -> semaphore(w[2], Integer.parseInt(w[3]), Integer.parseInt(w[4]), Long.parseLong(w[5]));
+                case "failover" -> failover(w[2], Integer.parseInt(w[3]));
+                default -> throw new IllegalArgumentException("unknown bench " + w[1]);
+            };
+        }
+
+        static String cycles(String path, int n) throws Exception {
+            try (CuratorFramework client = connect(connectString)) {
+                InterProcessMutex mutex = new InterProcessMutex(client, path);
+                StringBuilder out = new StringBuilder();
+                for (int i = 0; i < n; i++) {
+                    long start = System.nanoTime();
+                    mutex.acquire();
+                    mutex.release();
+                    out.append(i == 0 ? "" : ",").append((System.nanoTime() - start) / 1000);
+                }
+                return out.toString();
+            }
+        }
+
+        static String contend(String path, int clients, long millis) throws Exception {
+            List<CuratorFramework> opened = new ArrayList<>();
+            for (int i = 0; i < clients; i++) {
+                opened.add(connect(connectString));
+            }
+            java.util.Queue<String> records = new java.util.concurrent.ConcurrentLinkedQueue<>();
+            java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+            List<Thread> threads = new ArrayList<>();
+            long[] deadline = new long[1];
+            for (CuratorFramework client : opened) {
+                Mutex mutex = new Mutex(client, path);
+                Thread t = new Thread(() -> {
+                    try {
+                        go.await();
+                        while (System.nanoTime() < deadline[0]) {
+                            long asked = System.nanoTime();
+                            mutex.acquire();
+                            long granted = System.nanoTime();
+                            records.add(mutex.sequence() + ":" + granted + ":" + (granted - asked));
+                            mutex.release();
+                        }
+                    } catch (Exception e) {
+                        records.add("error:" + e);
+                    }
+                });
+                t.start();
+                threads.add(t);
+            }
+            deadline[0] = System.nanoTime() + millis * 1_000_000;
+            go.countDown();
+            for (Thread t : threads) {
+                t.join();
+            }
+            opened.forEach(CuratorFramework::close);
+            return String.join(",", records);
+        }
+
+        static String deep(String path, int waiters) throws Exception {
+            try (CuratorFramework client = connect(connectString)) {
+                InterProcessMutex mutex = new InterProcessMutex(client, path);
+                mutex.acquire();
+                long[] granted = new long[waiters];
+                java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+                List<Thread> threads = new ArrayList<>();
+                for (int i = 0; i < waiters; i++) {
+                    Thread t = new Thread(() -> {
+                        try {
+                            mutex.acquire();
+                            granted[next.getAndIncrement()] = System.nanoTime();
+                            mutex.release();
+                        } catch (Exception e) {
+                            throw new RuntimeException(e);
+                        }
+                    });
+                    t.start();
+                    threads.add(t);
+                }
+                while (client.getChildren().forPath(path).size() < waiters + 1) {
+                    Thread.sleep(10);
+                }
+                long start = System.nanoTime();
+                mutex.release();
+                for (Thread t : threads) {
+                    t.join();
+                }
+                StringBuilder out = new StringBuilder();
+                for (int i = 0; i < waiters; i++) {
+                    out.append(i == 0 ? "" : ",").append(granted[i] - start);
+                }
+                return out.toString();
+            }
+        }
+
+        static String semaphore(String path, int permits, int clients, long millis) throws Exception {
+            List<CuratorFramework> opened = new ArrayList<>();
+            for (int i = 0; i < clients; i++) {
+                opened.add(connect(connectString));
+            }
+            java.util.concurrent.atomic.AtomicLong count = new java.util.concurrent.atomic.AtomicLong();
+            long deadline = System.nanoTime() + millis * 1_000_000;
+            List<Thread> threads = new ArrayList<>();
+            for (CuratorFramework client : opened) {
+                InterProcessSemaphoreV2 semaphore = new InterProcessSemaphoreV2(client, path, permits);
+                Thread t = new Thread(() -> {
+                    try {
+                        while (System.nanoTime() < deadline) {
+                            Lease lease = semaphore.acquire(Math.max(1, (deadline - System.nanoTime()) / 1_000_000), TimeUnit.MILLISECONDS);
+                            if (lease != null) {
+                                count.incrementAndGet();
+                                lease.close();
+                            }
+                        }
+                    } catch (Exception e) {
+                        throw new RuntimeException(e);
+                    }
+                });
+                t.start();
+                threads.add(t);
+            }
+            for (Thread t : threads) {
+                t.join();
+            }
+            opened.forEach(CuratorFramework::close);
+            return Long.toString(count.get());
+        }
+
+        static String failover(String path, int rounds) throws Exception {
+            CuratorFramework a = connect(connectString);
+            CuratorFramework b = connect(connectString);
+            StringBuilder out = new StringBuilder();
+            LeaderLatch leader = new LeaderLatch(a, path, "a");
+            leader.start();
+            leader.await();
+            CuratorFramework[] clients = {a, b};
+            for (int i = 0; i < rounds; i++) {
+                java.util.concurrent.CountDownLatch leads = new java.util.concurrent.CountDownLatch(1);
+                LeaderLatch next = new LeaderLatch(clients[(i + 1) % 2], path, "n" + i);
+                next.addListener(new LeaderLatchListener() {
+                    @Override
+                    public void isLeader() {
+                        leads.countDown();
+                    }
+
+                    @Override
+                    public void notLeader() {}
+                });
+                next.start();
+                while (next.getOurPath() == null || next.getParticipants().size() < 2) {
+                    Thread.sleep(1);
+                }
+                long start = System.nanoTime();
+                leader.close();
+                leads.await();
+                out.append(i == 0 ? "" : ",").append((System.nanoTime() - start) / 1000);
+                leader = next;
+            }
+            leader.close();
+            a.close();
+            b.close();
+            return out.toString();
+        }
+
+        static void oneshot(String connect, String path) throws Exception {
+            try (CuratorFramework client = connect(connect)) {
+                InterProcessMutex mutex = new InterProcessMutex(client, path);
+                mutex.acquire();
+                mutex.release();
+            }
+            System.exit(0);
+        }
     }
 
     static final class Contender {
@@ -123,17 +357,7 @@ public final class CuratorPeer {
         void open(String recipe, String path, String param) throws Exception {
             this.recipe = recipe;
             this.path = path;
-            client = CuratorFrameworkFactory.builder()
-                    .connectString(connectString)
-                    .sessionTimeoutMs(6000)
-                    .connectionTimeoutMs(5000)
-                    .retryPolicy(new ExponentialBackoffRetry(50, 5))
-                    .build();
-            client.start();
-            if (!client.blockUntilConnected(10, TimeUnit.SECONDS)) {
-                reply(id, "error not connected to " + connectString);
-                return;
-            }
+            client = connect(connectString);
             switch (recipe) {
                 case "mutex" -> mutex = new InterProcessMutex(client, path);
                 case "read" -> mutex = new InterProcessReadWriteLock(client, path).readLock();

@@ -17,11 +17,15 @@ The protocol is CuratorPeer.java's, for kazoo's recipes:
 
 A contender is one KazooClient (one session) and one lock; its commands run in order on its own
 thread.
+
+Benchmarks (`make bench`), as CuratorPeer.java's: `bench cycles|contend|deep|semaphore ...`,
+answered `bench ok <numbers>`; and `kazoo_peer.py --oneshot <connect> <path>`.
 """
 
 import queue
 import sys
 import threading
+import time
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import LockTimeout
@@ -95,7 +99,124 @@ class Contender:
         reply(self.ident, "closed")
 
 
+def started(connect):
+    client = KazooClient(hosts=connect, timeout=6.0)
+    client.start(timeout=10)
+    return client
+
+
+def bench_cycles(connect, path, n):
+    client = started(connect)
+    lock = client.Lock(path)
+    out = []
+    for _ in range(int(n)):
+        start = time.perf_counter_ns()
+        lock.acquire()
+        lock.release()
+        out.append((time.perf_counter_ns() - start) // 1000)
+    client.stop()
+    return ",".join(map(str, out))
+
+
+def bench_contend(connect, path, clients, millis):
+    opened = [started(connect) for _ in range(int(clients))]
+    records = []
+    deadline = time.monotonic_ns() + int(millis) * 1_000_000
+
+    def loop(client):
+        lock = client.Lock(path)
+        while time.monotonic_ns() < deadline:
+            asked = time.monotonic_ns()
+            lock.acquire()
+            granted = time.monotonic_ns()
+            records.append("%s:%d:%d" % (lock.node[-10:], granted, granted - asked))
+            lock.release()
+
+    threads = [threading.Thread(target=loop, args=(c,)) for c in opened]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in opened:
+        c.stop()
+    return ",".join(records)
+
+
+def bench_deep(connect, path, waiters):
+    client = started(connect)
+    holder = client.Lock(path)
+    holder.acquire()
+    granted = []
+    lock = threading.Lock()
+
+    def wait():
+        mine = client.Lock(path)
+        mine.acquire()
+        with lock:
+            granted.append(time.monotonic_ns())
+        mine.release()
+
+    threads = [threading.Thread(target=wait) for _ in range(int(waiters))]
+    for t in threads:
+        t.start()
+    while len(client.get_children(path)) < int(waiters) + 1:
+        time.sleep(0.01)
+    start = time.monotonic_ns()
+    holder.release()
+    for t in threads:
+        t.join()
+    client.stop()
+    return ",".join(str(g - start) for g in granted)
+
+
+def bench_semaphore(connect, path, permits, clients, millis):
+    opened = [started(connect) for _ in range(int(clients))]
+    count = [0]
+    deadline = time.monotonic() + int(millis) / 1000
+
+    def loop(client):
+        semaphore = client.Semaphore(path, max_leases=int(permits))
+        while time.monotonic() < deadline:
+            try:
+                acquired = semaphore.acquire(timeout=max(0.001, deadline - time.monotonic()))
+            except LockTimeout:  # its internal lock timed out: the deadline passed
+                acquired = False
+            if acquired:
+                count[0] += 1
+                semaphore.release()
+
+    threads = [threading.Thread(target=loop, args=(c,)) for c in opened]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in opened:
+        c.stop()
+    return str(count[0])
+
+
+BENCHES = {"cycles": bench_cycles, "contend": bench_contend, "deep": bench_deep, "semaphore": bench_semaphore}
+
+
+def bench(connect, words):
+    try:
+        reply("bench", "ok " + BENCHES[words[1]](connect, *words[2:]))
+    except Exception as error:  # the driver decides what an error means
+        reply("bench", "error " + repr(error).replace("\n", " "))
+
+
+def oneshot(connect, path):
+    client = started(connect)
+    lock = client.Lock(path)
+    lock.acquire()
+    lock.release()
+    client.stop()
+
+
 def main():
+    if sys.argv[1] == "--oneshot":
+        oneshot(sys.argv[2], sys.argv[3])
+        return
     connect = sys.argv[1]
     contenders = {}
     reply("peer", "ready")
@@ -105,6 +226,9 @@ def main():
             reply("peer", "error bad command: " + line.strip())
             continue
         ident = words[0]
+        if ident == "bench":
+            threading.Thread(target=bench, args=(connect, words), daemon=True).start()
+            continue
         if words[1] == "open" and ident not in contenders:
             contenders[ident] = Contender(ident, connect)
         contender = contenders.get(ident)
