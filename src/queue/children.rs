@@ -179,6 +179,28 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether the contender at `position`, waiting on `on`, may proceed as soon as `on` is
+    /// deleted, without listing the directory again — saving a round trip on every handoff.
+    ///
+    /// True when `on` is the head and nothing can be ahead once it leaves: sequence numbers only
+    /// grow, so a node created later sorts behind us. The one exception is a Curator 5.5+
+    /// writer downgrading to a reader, whose read node copies the writer's number: an exclusive
+    /// contender right behind a writer head must list again; a reader need not, as a reader
+    /// never blocks it.
+    pub(crate) fn proceeds_when_head_leaves(self, queue: &Queue<'_>, position: usize, on: &str) -> bool {
+        let Some(head) = queue.contenders().first() else { return false };
+        if head.name != on {
+            return false;
+        }
+        match self {
+            Rule::Exclusive => position == 1 && head.kind != Kind::Write,
+            Rule::Reader => true,
+            Rule::Leases { .. } => false,
+        }
+    }
+}
+
 impl Kind {
     /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
     /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
@@ -195,6 +217,31 @@ mod tests {
 
     const CURATOR: &str = "_c_0e87bab8-f0e1-45d0-8f95-769f4ce2d171-";
     const KAZOO: &str = "93166b2c6a1a4b6c9e3d1f0a2b4c6d8e";
+
+    #[test]
+    fn only_a_contender_right_behind_the_head_skips_the_listing() {
+        // (Checked again, against real ZooKeeper, by tests/mutex.rs one_release_wakes_exactly_one_waiter.)
+        let children = |markers: &[&str]| -> Vec<String> {
+            markers.iter().enumerate().map(|(seq, m)| format!("{CURATOR}{m}{seq:010}")).collect()
+        };
+        let locks = children(&["lock-", "lock-", "lock-"]);
+        let queue = Queue::new(&locks).unwrap();
+        let head = queue.contenders()[0].name;
+        assert!(Rule::Exclusive.proceeds_when_head_leaves(&queue, 1, head));
+        // Further back, someone else is still ahead.
+        assert!(!Rule::Exclusive.proceeds_when_head_leaves(&queue, 2, queue.contenders()[1].name));
+        // Behind a writer head, a Curator 5.5 downgrade could put a reader with its number ahead.
+        let rw = children(&["__WRIT__", "__WRIT__", "__READ__"]);
+        let queue = Queue::new(&rw).unwrap();
+        let head = queue.contenders()[0].name;
+        assert!(!Rule::Exclusive.proceeds_when_head_leaves(&queue, 1, head));
+        // A reader waiting on the head writer: readers never block it.
+        assert!(Rule::Reader.proceeds_when_head_leaves(&queue, 2, head) || queue.contenders()[1].kind == Kind::Write);
+        let rw = children(&["__WRIT__", "__READ__", "__READ__"]);
+        let queue = Queue::new(&rw).unwrap();
+        assert!(Rule::Reader.proceeds_when_head_leaves(&queue, 2, queue.contenders()[0].name));
+        assert!(!Rule::Leases { permits: 1 }.proceeds_when_head_leaves(&queue, 1, queue.contenders()[0].name));
+    }
 
     #[test]
     fn parses_both_dialects() {
@@ -342,6 +389,26 @@ mod tests {
                 // Curator sorts by the 10 digits after the marker as text: same order.
                 let key = |c: &Contender<'_>| c.name[c.name.len() - 10..].to_owned();
                 prop_assert!(key(&pair[0]) <= key(&pair[1]));
+            }
+        }
+
+        #[test]
+        fn proceeding_when_the_head_leaves_agrees_with_deciding_on_a_new_listing(
+            kinds in prop::collection::vec(0usize..4, 2..30),
+        ) {
+            let markers = ["lock-", "__READ__", "__WRIT__", "__lock__"];
+            let children: Vec<String> =
+                kinds.iter().enumerate().map(|(seq, &k)| format!("{CURATOR}{}{seq:010}", markers[k])).collect();
+            let queue = Queue::new(&children).unwrap();
+            for (position, contender) in queue.contenders().iter().enumerate() {
+                let rule = if contender.kind.is_writer() { Rule::Exclusive } else { Rule::Reader };
+                let Decision::Wait { on } = rule.decide(&queue, position) else { continue };
+                if rule.proceeds_when_head_leaves(&queue, position, on) {
+                    // The listing after the head's deletion would say the same.
+                    let rest: Vec<String> = children.iter().filter(|c| c.as_str() != on).cloned().collect();
+                    let after = Queue::new(&rest).unwrap();
+                    prop_assert_eq!(rule.decide(&after, after.position(contender.name).unwrap()), Decision::Proceed);
+                }
             }
         }
 

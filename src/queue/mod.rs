@@ -363,8 +363,17 @@ impl<'s> Attempt<'s> {
             children = match decision {
                 Decision::Wait { on } => {
                     let ahead = format!("{}/{on}", self.dir);
+                    let next_in_line = self.rule.proceeds_when_head_leaves(&queue, position, on);
                     drop(queue);
-                    self.wait_for_change(&ahead).await?;
+                    let deleted = self.wait_for_change(&ahead).await?;
+                    if deleted && next_in_line {
+                        self.check_owner()?;
+                        tracing::debug!(
+                            waited_ms = self.started.elapsed().as_millis() as u64,
+                            "may proceed: the head left"
+                        );
+                        return Ok(());
+                    }
                     tracing::debug!(position, "list contenders");
                     self.list().await?
                 }
@@ -422,7 +431,8 @@ impl<'s> Attempt<'s> {
 
     /// Returns once `path` changed or is gone; fails once the session ended (so that a closed
     /// session is not kept open by this attempt's client).
-    async fn wait_for_change(&self, path: &str) -> Result<(), Error> {
+    /// Waits until the node at `path` changes; `true` if it was deleted (or was gone already).
+    async fn wait_for_change(&self, path: &str) -> Result<bool, Error> {
         let client = &self.client;
         // A data watch, not an exists watch: on a node that is already gone it leaves no watch
         // behind (Curator TN9).
@@ -433,13 +443,13 @@ impl<'s> Attempt<'s> {
                 Err(err) => Err(err),
             }
         };
-        let Some(watcher) = resend(path, watch).await? else { return Ok(()) };
-        self.until_fired(watcher).await
+        let Some(watcher) = resend(path, watch).await? else { return Ok(true) };
+        Ok(self.until_fired(watcher).await? == zk::EventType::NodeDeleted)
     }
 
-    /// Returns once `watcher` fired; fails if it reports or the session reports the session's
-    /// end.
-    async fn until_fired(&self, watcher: zk::OneshotWatcher) -> Result<(), Error> {
+    /// Returns once `watcher` fired, with the event's type; fails if it reports or the session
+    /// reports the session's end.
+    async fn until_fired(&self, watcher: zk::OneshotWatcher) -> Result<zk::EventType, Error> {
         let event = tokio::select! {
             event = watcher.changed() => event,
             reason = self.session.until_ended(self.generation) => return Err(ended(reason)),
@@ -448,7 +458,7 @@ impl<'s> Attempt<'s> {
             (zk::EventType::Session, zk::SessionState::Expired) => Err(Error::SessionExpired),
             (zk::EventType::Session, zk::SessionState::Closed) => Err(Error::SessionClosed),
             (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
-            _ => Ok(()),
+            (event_type, _) => Ok(event_type),
         }
     }
 
