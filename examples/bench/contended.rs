@@ -56,13 +56,16 @@ impl Who {
 pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Result<()> {
     let rounds = options.rounds.clamp(1, 3);
     let mut runs: Vec<Vec<(f64, Vec<Grant>)>> = vec![Vec::new(); Who::ALL.len()];
+    let mut requests = vec![0u64; Who::ALL.len()];
     for round in 0..rounds {
         let mut order = Who::ALL;
         if round % 2 == 1 {
             order.reverse();
         }
         for who in order {
+            let before = servers.requests().await?;
             let grants = contend(servers, who, options.seconds, round).await?;
+            requests[who as usize] += servers.requests().await? - before;
             runs[who as usize].push((grants.len() as f64 / options.seconds, grants));
         }
     }
@@ -71,8 +74,8 @@ pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Re
         servers.name, options.seconds
     ));
     println!(
-        "{:<34} {:>12} {:>10} {:>10} {:>11} {:>10}",
-        "", "handoffs/s", "wait p50", "wait p99", "inversions", "/ Curator"
+        "{:<34} {:>12} {:>10} {:>10} {:>11} {:>10} {:>13}",
+        "", "handoffs/s", "wait p50", "wait p99", "inversions", "/ Curator", "requests/acq"
     );
     let rate = |who: Who| median(runs[who as usize].iter().map(|(rate, _)| *rate).collect());
     let mut results = serde_json::Map::new();
@@ -80,18 +83,24 @@ pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Re
         let grants: Vec<Grant> = runs[who as usize].iter().flat_map(|(_, g)| g.iter().copied()).collect();
         let inversions: usize = runs[who as usize].iter().map(|(_, g)| inversions(g)).sum();
         let waits = Stats::of(grants.iter().map(|g| g.waited).collect());
+        // Connecting and closing the sessions are counted too: a few requests per contender.
+        let per_acquisition = requests[who as usize] as f64 / grants.len() as f64;
         println!(
-            "{:<34} {:>12.0} {:>10} {:>10} {:>11} {:>10}",
+            "{:<34} {:>12.0} {:>10} {:>10} {:>11} {:>10} {:>13.2}",
             who.label(),
             rate(who),
             ms(waits.p50),
             ms(waits.p99),
             inversions,
-            ratio(rate(who), rate(Who::Curator))
+            ratio(rate(who), rate(Who::Curator)),
+            per_acquisition
         );
         results.insert(
             who.key().into(),
-            json!({ "handoffs_per_s": rate(who), "wait": waits.json(), "fifo_inversions": inversions }),
+            json!({
+                "handoffs_per_s": rate(who), "wait": waits.json(), "fifo_inversions": inversions,
+                "requests_per_acquisition": per_acquisition,
+            }),
         );
     }
     report.add(json!({ "bench": "contended", "servers": servers.name, "contenders": CONTENDERS, "results": results }));

@@ -67,7 +67,7 @@ pub struct Servers {
     pub connect: String,
     pub curator: Peer,
     pub kazoo: Peer,
-    _cluster: TestingCluster,
+    cluster: TestingCluster,
 }
 
 impl Servers {
@@ -80,7 +80,19 @@ impl Servers {
         let connect = cluster.connect_string();
         let curator = Peer::start(Library::Curator, &connect).await?;
         let kazoo = Peer::start(Library::Kazoo, &connect).await?;
-        Ok(Self { name, connect, curator, kazoo, _cluster: cluster })
+        Ok(Self { name, connect, curator, kazoo, cluster })
+    }
+
+    /// Requests the servers have received so far (`mntr`'s `zk_packets_received`, summed over
+    /// the members): what a benchmark cost the servers, pings included.
+    pub async fn requests(&self) -> Result<u64> {
+        let mut total = 0;
+        for member in 0..self.cluster.size() {
+            let mntr = self.cluster.four_letter(member, "mntr").await?;
+            let line = mntr.lines().find(|l| l.starts_with("zk_packets_received")).ok_or("no zk_packets_received")?;
+            total += line.split_whitespace().nth(1).ok_or("mntr")?.parse::<u64>()?;
+        }
+        Ok(total)
     }
 }
 
