@@ -12,6 +12,10 @@ use zk_recipes::{Mutex, Session, zk};
 use crate::report::{Report, ratio, title};
 use crate::{Options, Result, Servers};
 
+/// How long a deep queue settles once every node is in it, before the drain (the peers wait
+/// as long).
+const SETTLE: Duration = Duration::from_secs(3);
+
 pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Result<()> {
     let n = options.depth;
     let within = Duration::from_secs(600);
@@ -88,6 +92,8 @@ async fn drain(servers: &Servers, n: usize) -> Result<Vec<Duration>> {
     while observer.list_children(PATH).await?.len() < n + 1 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // As the peers do: every waiter has read the queue and set its watch.
+    tokio::time::sleep(SETTLE).await;
     let start = Instant::now();
     holder.release().await?;
     for waiter in waiters {

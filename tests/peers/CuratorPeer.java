@@ -136,6 +136,8 @@ public final class CuratorPeer {
     /** The benchmarks: Curator's recipes in tight loops, timed inside the JVM. */
     static final class Bench {
         static final ExecutorService THREAD = Executors.newSingleThreadExecutor();
+        /** How long a deep queue settles once every node is in it, before the drain. */
+        static final long SETTLE_MS = 3000;
 
         /** InterProcessMutex with its (protected) node path, for sequence numbers. */
         static final class Mutex extends InterProcessMutex {
@@ -213,12 +215,15 @@ public final class CuratorPeer {
 
         static String deep(String path, int waiters) throws Exception {
             try (CuratorFramework client = connect(connectString)) {
-                InterProcessMutex mutex = new InterProcessMutex(client, path);
-                mutex.acquire();
+                InterProcessMutex holder = new InterProcessMutex(client, path);
+                holder.acquire();
                 long[] granted = new long[waiters];
                 java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
                 List<Thread> threads = new ArrayList<>();
                 for (int i = 0; i < waiters; i++) {
+                    // One InterProcessMutex per waiter, as one per process would be: waiters
+                    // sharing one instance share its monitor, and every wake-up wakes them all.
+                    InterProcessMutex mutex = new InterProcessMutex(client, path);
                     Thread t = new Thread(() -> {
                         try {
                             mutex.acquire();
@@ -234,8 +239,9 @@ public final class CuratorPeer {
                 while (client.getChildren().forPath(path).size() < waiters + 1) {
                     Thread.sleep(10);
                 }
+                Thread.sleep(SETTLE_MS); // every waiter has read the queue and set its watch
                 long start = System.nanoTime();
-                mutex.release();
+                holder.release();
                 for (Thread t : threads) {
                     t.join();
                 }

@@ -142,6 +142,9 @@ def bench_contend(connect, path, clients, millis):
     return ",".join(records)
 
 
+SETTLE_S = 3.0  # how long a deep queue settles once every node is in it, before the drain
+
+
 def bench_deep(connect, path, waiters):
     client = started(connect)
     holder = client.Lock(path)
@@ -161,6 +164,7 @@ def bench_deep(connect, path, waiters):
         t.start()
     while len(client.get_children(path)) < int(waiters) + 1:
         time.sleep(0.01)
+    time.sleep(SETTLE_S)  # every waiter has read the queue and set its watch
     start = time.monotonic_ns()
     holder.release()
     for t in threads:
