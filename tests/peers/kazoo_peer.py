@@ -105,6 +105,17 @@ def started(connect):
     return client
 
 
+def on_each(clients, loop):
+    """Runs `loop(client)` for every client, each in a thread of its own; then stops them all."""
+    threads = [threading.Thread(target=loop, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.stop()
+
+
 def bench_cycles(connect, path, n):
     client = started(connect)
     lock = client.Lock(path)
@@ -132,13 +143,7 @@ def bench_contend(connect, path, clients, millis):
             records.append("%s:%d:%d" % (lock.node[-10:], granted, granted - asked))
             lock.release()
 
-    threads = [threading.Thread(target=loop, args=(c,)) for c in opened]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in opened:
-        c.stop()
+    on_each(opened, loop)
     return ",".join(records)
 
 
@@ -189,13 +194,7 @@ def bench_semaphore(connect, path, permits, clients, millis):
                 count[0] += 1
                 semaphore.release()
 
-    threads = [threading.Thread(target=loop, args=(c,)) for c in opened]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in opened:
-        c.stop()
+    on_each(opened, loop)
     return str(count[0])
 
 
