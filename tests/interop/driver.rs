@@ -171,6 +171,15 @@ impl Table {
         self.steps[who].send(Step::Acquire).expect("contender task");
     }
 
+    /// Asks `who` to acquire and fails unless it is the next to acquire; `why` says why it
+    /// should be.
+    pub async fn acquires(&mut self, who: usize, why: &str) -> Acquired {
+        self.acquire(who);
+        let next = self.next().await;
+        assert_eq!(next.who, who, "{} acquired instead of {}: {why}", self.name(next.who), self.name(who));
+        next
+    }
+
     /// Tells `who` to release what it holds (after anything asked of it before).
     pub fn release(&self, who: usize) {
         self.steps[who].send(Step::Release).expect("contender task");
@@ -233,9 +242,7 @@ impl Table {
     /// another, then each hands over to the next. Fails on any overlap (someone acquiring while
     /// another holds) or any turn out of order; returns the acquisitions in order.
     pub async fn exclusive_round(&mut self, order: &[usize], observer: &zk::Client, dir: &str) -> Vec<Acquired> {
-        self.acquire(order[0]);
-        let first = self.next().await;
-        assert_eq!(first.who, order[0], "{} acquired instead of {}", self.name(first.who), self.name(order[0]));
+        let first = self.acquires(order[0], "nobody else was asked").await;
         for &who in &order[1..] {
             self.enqueue(who, observer, dir).await;
         }

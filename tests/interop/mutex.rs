@@ -62,8 +62,7 @@ async fn rust_waits_for_a_default_kazoo_lock_holder() {
     let mut table = Table::new();
     let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Mutex, PATH).await.unwrap()));
     let rust = table.add("rust", Contender::mutex(Mutex::new(&session, PATH).unwrap()));
-    table.acquire(kazoo_holder);
-    let held = table.next().await;
+    let held = table.acquires(kazoo_holder, "nobody else holds").await;
     assert!(held.node.contains("__lock__"), "kazoo's own name: {}", held.node);
     // Not a matter of timing: Rust decides that kazoo's node is ahead of its own.
     let probe = Mutex::new(&session, PATH).unwrap();
@@ -93,29 +92,22 @@ async fn unsafe_a_default_kazoo_lock_is_granted_while_rust_or_curator_holds_and_
     // A Rust holder: default kazoo ignores `_c_…-lock-…` names and takes the lock too.
     let rust = table.add("rust", Contender::mutex(Mutex::new(&session, "/unsafe/a").unwrap()));
     let kazoo_a = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Mutex, "/unsafe/a").await.unwrap()));
-    table.acquire(rust);
-    assert_eq!(table.next().await.who, rust);
-    table.acquire(kazoo_a);
-    let both = table.next().await;
-    assert_eq!(both.who, kazoo_a, "default kazoo acquires while Rust holds");
+    table.acquires(rust, "nobody else holds").await;
+    table.acquires(kazoo_a, "default kazoo acquires while Rust holds").await;
 
     // A Curator holder: the same.
     let curator_b = table.add("curator", Contender::Peer(curator.open(PeerRecipe::Mutex, "/unsafe/b").await.unwrap()));
     let kazoo_b = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Mutex, "/unsafe/b").await.unwrap()));
-    table.acquire(curator_b);
-    assert_eq!(table.next().await.who, curator_b);
-    table.acquire(kazoo_b);
-    assert_eq!(table.next().await.who, kazoo_b, "default kazoo acquires while Curator holds");
+    table.acquires(curator_b, "nobody else holds").await;
+    table.acquires(kazoo_b, "default kazoo acquires while Curator holds").await;
 
     // A kazoo holder, even one told about Curator's names: Curator sorts kazoo's node by its
     // whole name (random hex), after its own `0000…` sequence, and takes the lock too.
     let kazoo_c =
         table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::KazooLockSeeingCurator, "/unsafe/c").await.unwrap()));
     let curator_c = table.add("curator", Contender::Peer(curator.open(PeerRecipe::Mutex, "/unsafe/c").await.unwrap()));
-    table.acquire(kazoo_c);
-    assert_eq!(table.next().await.who, kazoo_c);
-    table.acquire(curator_c);
-    assert_eq!(table.next().await.who, curator_c, "Curator acquires while kazoo holds");
+    table.acquires(kazoo_c, "nobody else holds").await;
+    table.acquires(curator_c, "Curator acquires while kazoo holds").await;
     table.finish().await;
 }
 
@@ -132,8 +124,7 @@ async fn curator_lists_rust_contenders_as_participants_in_queue_order() {
     let late = table.add("rust waiter", Contender::mutex(Mutex::new(&last, PATH).unwrap()));
     let mut looker = curator.open(PeerRecipe::Mutex, PATH).await.unwrap();
 
-    table.acquire(holder);
-    let held = table.next().await;
+    let held = table.acquires(holder, "nobody else holds").await;
     assert_eq!(looker.participants().await.unwrap(), std::slice::from_ref(&held.node), "Curator's getParticipantNodes");
     table.enqueue(waiter, &observer, PATH).await;
     table.enqueue(late, &observer, PATH).await;

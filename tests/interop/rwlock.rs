@@ -50,10 +50,7 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     let mut turns = Vec::new();
     // Readers of both languages hold together.
     for reader in [rust_reader, peer_reader, second_rust_reader] {
-        table.acquire(reader);
-        let turn = table.next().await;
-        assert_eq!(turn.who, reader, "{} shares the lock with the readers before it", table.name(reader));
-        turns.push(turn);
+        turns.push(table.acquires(reader, "readers share the lock").await);
     }
     // A peer writer waits for the Rust and peer readers; a Rust reader arriving after it
     // waits for it.
@@ -76,10 +73,7 @@ async fn readers_share_and_writers_exclude(library: Library, read: PeerRecipe<'s
     let turn = table.next().await;
     assert_eq!(turn.who, late_rust_reader);
     turns.push(turn);
-    table.acquire(peer_reader);
-    let turn = table.next().await;
-    assert_eq!(turn.who, peer_reader, "a peer reader joins a Rust reader");
-    turns.push(turn);
+    turns.push(table.acquires(peer_reader, "a peer reader joins a Rust reader").await);
     assert!(probe.try_write().await.unwrap().is_none(), "readers keep Rust writers out");
 
     // A Rust writer waits for both readers; a peer reader arriving after it waits for it.
@@ -142,8 +136,7 @@ async fn rust_waits_for_default_kazoo_readers_and_writers() {
         table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, PATH).unwrap()));
 
     let probe = ReadWriteLock::new(&session(&connect).await, PATH).unwrap();
-    table.acquire(kazoo_reader);
-    assert_eq!(table.next().await.who, kazoo_reader);
+    table.acquires(kazoo_reader, "nobody else holds").await;
     assert!(probe.try_write().await.unwrap().is_none(), "a kazoo reader keeps Rust writers out");
     assert!(probe.try_read().await.unwrap().is_some(), "a kazoo reader shares with Rust readers");
     table.enqueue(rust_writer, &observer, PATH).await;
@@ -152,8 +145,7 @@ async fn rust_waits_for_default_kazoo_readers_and_writers() {
     assert_eq!(table.next().await.who, rust_writer);
     table.release(rust_writer);
 
-    table.acquire(kazoo_writer);
-    assert_eq!(table.next().await.who, kazoo_writer);
+    table.acquires(kazoo_writer, "nobody else holds").await;
     assert!(probe.try_read().await.unwrap().is_none(), "a kazoo writer keeps Rust readers out");
     table.enqueue(rust_reader, &observer, PATH).await;
     table.assert_nobody_acquires("a kazoo writer holds").await;
@@ -176,18 +168,14 @@ async fn unsafe_default_kazoo_read_and_write_locks_are_granted_while_rust_holds(
         table.add("rust writer", Contender::write(ReadWriteLock::new(&session(&connect).await, "/unsafe/a").unwrap()));
     let kazoo_reader =
         table.add("kazoo reader", Contender::Peer(kazoo.open(PeerRecipe::Read, "/unsafe/a").await.unwrap()));
-    table.acquire(rust_writer);
-    assert_eq!(table.next().await.who, rust_writer);
-    table.acquire(kazoo_reader);
-    assert_eq!(table.next().await.who, kazoo_reader, "default kazoo ReadLock acquires while a Rust writer holds");
+    table.acquires(rust_writer, "nobody else holds").await;
+    table.acquires(kazoo_reader, "default kazoo ReadLock acquires while a Rust writer holds").await;
 
     let rust_reader =
         table.add("rust reader", Contender::read(ReadWriteLock::new(&session(&connect).await, "/unsafe/b").unwrap()));
     let kazoo_writer =
         table.add("kazoo writer", Contender::Peer(kazoo.open(PeerRecipe::Write, "/unsafe/b").await.unwrap()));
-    table.acquire(rust_reader);
-    assert_eq!(table.next().await.who, rust_reader);
-    table.acquire(kazoo_writer);
-    assert_eq!(table.next().await.who, kazoo_writer, "default kazoo WriteLock acquires while a Rust reader holds");
+    table.acquires(rust_reader, "nobody else holds").await;
+    table.acquires(kazoo_writer, "default kazoo WriteLock acquires while a Rust reader holds").await;
     table.finish().await;
 }

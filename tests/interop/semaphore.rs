@@ -77,10 +77,8 @@ async fn unsafe_a_rust_semaphore_is_granted_while_a_kazoo_semaphore_holds_all_pe
     let mut table = Table::new();
     let kazoo_holder = table.add("kazoo", Contender::Peer(kazoo.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
     let rust = table.add("rust", Contender::semaphore(Semaphore::new(&session(&connect).await, PATH, 1).unwrap()));
-    table.acquire(kazoo_holder);
-    assert_eq!(table.next().await.who, kazoo_holder);
-    table.acquire(rust);
-    assert_eq!(table.next().await.who, rust, "Rust acquires the only permit while kazoo holds it");
+    table.acquires(kazoo_holder, "nobody else holds").await;
+    table.acquires(rust, "Rust acquires the only permit while kazoo holds it").await;
     table.finish().await;
 }
 
@@ -95,9 +93,7 @@ async fn unsafe_with_different_permit_counts_the_larger_count_is_what_holds() {
     let curator_holder =
         table.add("curator", Contender::Peer(curator.open(PeerRecipe::Semaphore(1), PATH).await.unwrap()));
     let rust = table.add("rust", Contender::semaphore(Semaphore::new(&session(&connect).await, PATH, 2).unwrap()));
-    table.acquire(curator_holder);
-    assert_eq!(table.next().await.who, curator_holder);
-    table.acquire(rust);
-    assert_eq!(table.next().await.who, rust, "Rust, told 2 permits, holds beside Curator's single permit");
+    table.acquires(curator_holder, "nobody else holds").await;
+    table.acquires(rust, "Rust, told 2 permits, holds beside Curator's single permit").await;
     table.finish().await;
 }
