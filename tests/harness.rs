@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{eventually, observer, process_alive, standalone};
-use zk_recipes::testing::{Fault, Mode, Proxy, TestingCluster};
+use zk_recipes::testing::{Fault, Link, Mode, Proxy, TestingCluster};
 use zk_recipes::{SessionState, zk};
 
 #[tokio::test]
@@ -94,6 +94,35 @@ async fn proxy_faults_silence_and_restore_a_session() {
     let reconnected = tokio::time::timeout(Duration::from_secs(10), states.changed()).await;
     assert_eq!(reconnected, Ok(SessionState::Connected), "the same session comes back");
     session.client().await.unwrap().check_stat("/").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delayed_proxy_slows_each_round_trip_and_a_link_partitions_one_client() {
+    let cluster = TestingCluster::ensemble(3).await.unwrap();
+    let link = Link::start(&cluster).await.unwrap();
+    let session = common::session(&link.connect_string(), Duration::from_secs(4)).await;
+    let client = session.client().await.unwrap();
+
+    link.set_fault(Fault::Delay(Duration::from_millis(150)));
+    let started = std::time::Instant::now();
+    client.check_stat("/").await.unwrap();
+    // A request and its reply are each held back once: a lower bound, not a timing race.
+    assert!(started.elapsed() >= Duration::from_millis(300), "took {:?}", started.elapsed());
+
+    link.set_fault(Fault::Blackhole);
+    let mut states = session.states();
+    let suspended = tokio::time::timeout(Duration::from_secs(10), states.changed()).await;
+    assert_eq!(suspended, Ok(SessionState::Suspended), "cut off from every member");
+    // Others still reach the ensemble directly.
+    let other = common::session(&cluster.connect_string(), Duration::from_secs(4)).await;
+    other.client().await.unwrap().check_stat("/").await.unwrap();
+
+    // One member reachable again is enough: the same session resumes through it.
+    link.set_member_fault(2, Fault::Pass);
+    link.reset_connections();
+    let resumed = tokio::time::timeout(Duration::from_secs(10), states.changed()).await;
+    assert_eq!(resumed, Ok(SessionState::Connected));
+    client.check_stat("/").await.unwrap();
 }
 
 /// The child half of the test below: starts a cluster, reports its server's pid, and waits to

@@ -45,7 +45,7 @@ use tokio::sync::Mutex;
 use self::install::{Installation, Source};
 use self::member::{Member, Process, four_letter};
 pub use self::peer::{Library, Peer, PeerContender, PeerRecipe};
-pub use self::proxy::{Fault, Proxy};
+pub use self::proxy::{Fault, Link, Proxy};
 
 /// Errors of the test harness. Each says how to fix the setup.
 #[non_exhaustive]

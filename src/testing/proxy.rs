@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,6 +28,9 @@ pub enum Fault {
     DropRequests,
     /// Close new connections at once; existing ones pass.
     Refuse,
+    /// Forward everything both ways, each read held back this long first: a slow or distant
+    /// network.
+    Delay(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +46,7 @@ impl Fault {
 
     fn forwards(self, direction: Direction) -> bool {
         match self {
-            Fault::Pass | Fault::Refuse => true,
+            Fault::Pass | Fault::Refuse | Fault::Delay(_) => true,
             Fault::Blackhole => false,
             Fault::DropReplies => direction == Direction::Request,
             Fault::DropRequests => direction == Direction::Reply,
@@ -155,8 +159,72 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if fault.borrow().forwards(direction) && to.write_all(&buffer[..n]).await.is_err() {
+        let now = *fault.borrow();
+        if let Fault::Delay(delay) = now {
+            tokio::time::sleep(delay).await;
+        }
+        if now.forwards(direction) && to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// One client's route to every member of a cluster, through a [`Proxy`] each: connect the
+/// client with [`connect_string`](Link::connect_string), then cut it off from all members or
+/// only some, while other clients reach the ensemble directly.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use zk_recipes::testing::{Fault, Link, TestingCluster};
+///
+/// let cluster = TestingCluster::ensemble(3).await?;
+/// let link = Link::start(&cluster).await?;
+/// let session = zk_recipes::Session::connect(&link.connect_string()).await?;
+/// link.set_fault(Fault::Blackhole); // partitioned from the whole ensemble
+/// link.set_member_fault(0, Fault::Pass); // but member 0 is reachable again
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Link {
+    proxies: Vec<Proxy>,
+}
+
+impl Link {
+    /// Starts one proxy per member of `cluster`, passing everything.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Io`] if no port can be bound.
+    pub async fn start(cluster: &super::TestingCluster) -> Result<Self, HarnessError> {
+        let mut proxies = Vec::with_capacity(cluster.size());
+        for member in 0..cluster.size() {
+            proxies.push(Proxy::start(cluster.address(member)).await?);
+        }
+        Ok(Self { proxies })
+    }
+
+    /// The connect string naming every member's proxy.
+    pub fn connect_string(&self) -> String {
+        let addresses: Vec<String> = self.proxies.iter().map(|p| p.address().to_string()).collect();
+        addresses.join(",")
+    }
+
+    /// Sets the fault on the way to every member.
+    pub fn set_fault(&self, fault: Fault) {
+        self.proxies.iter().for_each(|p| p.set_fault(fault));
+    }
+
+    /// Sets the fault on the way to one member.
+    ///
+    /// # Panics
+    ///
+    /// If there is no such member.
+    pub fn set_member_fault(&self, member: usize, fault: Fault) {
+        self.proxies[member].set_fault(fault);
+    }
+
+    /// Closes every open connection to every member (the client sees its connection reset).
+    pub fn reset_connections(&self) {
+        self.proxies.iter().for_each(Proxy::reset_connections);
     }
 }
