@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps demo test lint doc unit bench
+.PHONY: deps demo test lint doc unit bench chaos
 
 deps:
 	@./.ci/install-deps
@@ -31,3 +31,8 @@ unit:
 bench: deps
 	$(CARGO) build --quiet --release --locked --features cli --bin zk-recipes
 	$(CARGO) run --quiet --release --locked --example bench -- $(ARGS)
+
+## Faults against a 3-node ensemble for DURATION (default 10m): leader kills, quorum loss, frozen
+## holders, partitions, connection resets, cancelled waits. SEED=N replays a fault schedule.
+chaos: deps
+	$(CARGO) run --quiet --release --locked --example chaos -- --duration $(or $(DURATION),10m) $(if $(SEED),--seed $(SEED))

@@ -1,23 +1,12 @@
 //! The examples run and show what they claim: built with the cargo that builds the tests,
 //! then run as programs.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
+use common::example;
 use zk_recipes::FencingToken;
-
-/// Builds the example (a no-op when up to date) and returns its path,
-/// `target/debug/examples/<name>`, next to this test's `target/debug/deps/`.
-fn example(name: &str) -> PathBuf {
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .status()
-        .unwrap();
-    assert!(built.success(), "building example {name} failed");
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    deps.parent().unwrap().join("examples").join(name)
-}
 
 fn run(name: &str) -> String {
     let output = Command::new(example(name)).env_remove("ZK_SERVERS").output().unwrap();

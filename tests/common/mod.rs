@@ -237,3 +237,16 @@ pub async fn watches(cluster: &TestingCluster) -> Watches {
         }
     }
 }
+
+/// Builds the example (a no-op when up to date) and returns its path,
+/// `target/debug/examples/<name>`, next to this test's `target/debug/deps/`.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "building example {name} failed");
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    deps.parent().unwrap().join("examples").join(name)
+}

@@ -1,0 +1,327 @@
+//! A contender: acquires, writes to the store with its token, holds, writes again, releases —
+//! over and over, with some waits cancelled at random — and tells the store each step. It
+//! runs as a task of the chaos process or, so that it can be frozen with SIGSTOP, as a child
+//! process (`chaos --contender …`).
+//!
+//! Its second write is careless on purpose: it is made whether or not `lost()` resolved, as a
+//! holder frozen mid-write would make it. Refusing that write is the store's job.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zk_recipes::testing::Link;
+use zk_recipes::{Candidate, Error, FencingToken, LeaderLatch, Lease, Mutex, MutexGuard, Semaphore, Session, Term};
+
+use crate::Result;
+use crate::store::StoreClient;
+
+/// The recipes under test, all at once in every scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mutex,
+    Semaphore,
+    Latch,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Mutex, Kind::Semaphore, Kind::Latch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mutex => "mutex",
+            Kind::Semaphore => "semaphore",
+            Kind::Latch => "latch",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// How many may hold at once.
+    pub fn permits(self) -> usize {
+        if self == Kind::Semaphore { 2 } else { 1 }
+    }
+}
+
+/// What one contender does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: Kind,
+    pub id: String,
+    pub path: String,
+    pub store: SocketAddr,
+    pub seed: u64,
+    pub session_timeout: Duration,
+    /// Child contenders hold longer, so that a pause lands while they hold.
+    pub child: bool,
+}
+
+impl Plan {
+    fn args(&self, connect: &str) -> Vec<String> {
+        let timeout = self.session_timeout.as_millis().to_string();
+        let store = self.store.to_string();
+        let args = [self.kind.name(), &self.id, connect, &store, &self.path, &self.seed.to_string(), &timeout];
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The plan from a child's command line (after `--contender`).
+    pub fn from_args(args: &[String]) -> Option<(Self, String)> {
+        let [kind, id, connect, store, path, seed, timeout] = args else { return None };
+        let plan = Plan {
+            kind: Kind::parse(kind)?,
+            id: id.clone(),
+            path: path.clone(),
+            store: store.parse().ok()?,
+            seed: seed.parse().ok()?,
+            session_timeout: Duration::from_millis(timeout.parse().ok()?),
+            child: true,
+        };
+        Some((plan, connect.clone()))
+    }
+}
+
+pub enum Recipe {
+    Mutex(Mutex),
+    Semaphore(Semaphore),
+    Latch(LeaderLatch),
+}
+
+pub enum Held {
+    Lock(MutexGuard),
+    Lease(Lease),
+    Term(Candidate, Term),
+}
+
+impl Recipe {
+    pub fn new(session: &Session, plan: &Plan) -> Result<Self> {
+        Ok(match plan.kind {
+            Kind::Mutex => Recipe::Mutex(Mutex::new(session, &plan.path)?.with_data(plan.id.as_str())),
+            Kind::Semaphore => {
+                let permits = u32::try_from(plan.kind.permits())?;
+                Recipe::Semaphore(Semaphore::new(session, &plan.path, permits)?.with_data(plan.id.as_str()))
+            }
+            Kind::Latch => Recipe::Latch(LeaderLatch::new(session, &plan.path, &plan.id)?),
+        })
+    }
+
+    pub async fn acquire(&self) -> std::result::Result<Held, Error> {
+        Ok(match self {
+            Recipe::Mutex(mutex) => Held::Lock(mutex.lock().await?),
+            Recipe::Semaphore(semaphore) => Held::Lease(semaphore.acquire().await?),
+            Recipe::Latch(latch) => {
+                let candidate = latch.start().await?;
+                let term = candidate.leadership().await?;
+                Held::Term(candidate, term)
+            }
+        })
+    }
+}
+
+impl Held {
+    pub fn token(&self) -> FencingToken {
+        match self {
+            Held::Lock(guard) => guard.token(),
+            Held::Lease(lease) => lease.token(),
+            Held::Term(_, term) => term.token(),
+        }
+    }
+
+    pub fn lost(&self) -> std::pin::Pin<Box<dyn Future<Output = zk_recipes::LossReason> + Send>> {
+        match self {
+            Held::Lock(guard) => Box::pin(guard.lost()),
+            Held::Lease(lease) => Box::pin(lease.lost()),
+            Held::Term(_, term) => Box::pin(term.lost()),
+        }
+    }
+
+    /// Gives it back; whether that proved it had been held all along.
+    pub async fn release(self) -> bool {
+        match self {
+            Held::Lock(guard) => guard.release().await.is_ok(),
+            Held::Lease(lease) => lease.release().await.is_ok(),
+            // A term does not own its node: it is current only if this very term never ended.
+            Held::Term(candidate, term) => term.is_current() & candidate.close().await.is_ok(),
+        }
+    }
+}
+
+/// The contender's loop, until `stop` turns true. Waits cut short by `stop` count as
+/// cancellations too.
+pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut store = StoreClient::connect(plan.store, &plan.id).await?;
+    let recipe = Recipe::new(session, plan)?;
+    while !*stop.borrow() && stop.has_changed().is_ok() {
+        // One wait in five is abandoned: by a deadline, or by dropping the future.
+        let cancel_after = rng.random_bool(0.2).then(|| Duration::from_millis(rng.random_range(0..400)));
+        let attempt = async {
+            match cancel_after {
+                Some(after) => tokio::time::timeout(after, recipe.acquire()).await.ok(),
+                None => Some(recipe.acquire().await),
+            }
+        };
+        let outcome = tokio::select! {
+            _ = stop.wait_for(|&stop| stop) => None,
+            outcome = attempt => outcome,
+        };
+        match outcome {
+            None => store.cancelled().await?,
+            Some(Err(err)) => {
+                store.error(error_kind(&err)).await?;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(50..250))).await;
+            }
+            Some(Ok(held)) => hold(held, plan, &mut rng, &mut store).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn hold(held: Held, plan: &Plan, rng: &mut StdRng, store: &mut StoreClient) -> Result<()> {
+    let token = held.token();
+    store.write(token).await?;
+    store.enter(token).await?;
+    let long = rng.random_bool(if plan.child { 0.5 } else { 0.1 });
+    let time = Duration::from_millis(if long { rng.random_range(500..3000) } else { rng.random_range(0..40) });
+    tokio::select! {
+        _ = tokio::time::sleep(time) => {}
+        _ = held.lost() => store.doubt(token).await?,
+    }
+    store.write(token).await?;
+    store.exit(token).await?;
+    let healthy = held.release().await;
+    store.verdict(token, healthy).await
+}
+
+/// The error's variant name, for the summary.
+fn error_kind(err: &Error) -> &'static str {
+    match err {
+        Error::SessionExpired => "SessionExpired",
+        Error::SessionClosed => "SessionClosed",
+        Error::Unreachable { .. } => "Unreachable",
+        Error::Lost { .. } => "Lost",
+        Error::ZooKeeper { .. } => "ZooKeeper",
+        _ => "other",
+    }
+}
+
+/// The body of a child contender: runs until told `stop` on stdin, says `idle`, and closes
+/// its session when stdin ends.
+pub async fn child(plan: Plan, connect: String) -> Result<()> {
+    let session = Session::builder().session_timeout(plan.session_timeout).connect(&connect).await?;
+    let (stop, stopped) = watch::channel(false);
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    {
+        let run = run(&session, &plan, stopped);
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => result?,
+            _ = async { while stdin.next_line().await.ok().flatten().is_some_and(|l| l != "stop") {} } => {
+                stop.send_replace(true);
+                run.await?;
+            }
+        }
+    }
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(b"idle\n").await?;
+    stdout.flush().await?;
+    while stdin.next_line().await.ok().flatten().is_some() {}
+    session.close().await;
+    Ok(())
+}
+
+enum Runner {
+    Task { stop: watch::Sender<bool>, task: Option<JoinHandle<Result<Session>>>, session: Option<Session> },
+    Child { child: Box<Child>, stdin: Option<ChildStdin>, stdout: tokio::io::Lines<BufReader<ChildStdout>> },
+}
+
+/// The chaos process's handle on one contender, with its own route to the ensemble.
+pub struct Contender {
+    pub plan: Plan,
+    pub link: Link,
+    runner: Runner,
+}
+
+impl Contender {
+    pub async fn start(plan: Plan, link: Link) -> Result<Self> {
+        let runner = if plan.child {
+            let mut child = tokio::process::Command::new(std::env::current_exe()?)
+                .arg("--contender")
+                .args(plan.args(&link.connect_string()))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let stdin = child.stdin.take();
+            let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+            Runner::Child { child: Box::new(child), stdin, stdout }
+        } else {
+            let session =
+                Session::builder().session_timeout(plan.session_timeout).connect(&link.connect_string()).await?;
+            let (stop, stopped) = watch::channel(false);
+            let task_plan = plan.clone();
+            let task = tokio::spawn(async move {
+                run(&session, &task_plan, stopped).await?;
+                Ok(session)
+            });
+            Runner::Task { stop, task: Some(task), session: None }
+        };
+        Ok(Self { plan, link, runner })
+    }
+
+    /// The child's process id, if it is one.
+    pub fn pid(&self) -> Option<nix::unistd::Pid> {
+        match &self.runner {
+            Runner::Child { child, .. } => {
+                child.id().and_then(|id| i32::try_from(id).ok()).map(nix::unistd::Pid::from_raw)
+            }
+            Runner::Task { .. } => None,
+        }
+    }
+
+    /// Ends the loop and waits until the contender is idle, its session still open.
+    pub async fn stop(&mut self) -> Result<()> {
+        match &mut self.runner {
+            Runner::Task { stop, task, session } => {
+                stop.send_replace(true);
+                if let Some(task) = task.take() {
+                    *session = Some(task.await??);
+                }
+            }
+            Runner::Child { stdin, stdout, .. } => {
+                stdin.as_mut().ok_or("stdin closed")?.write_all(b"stop\n").await?;
+                match stdout.next_line().await? {
+                    Some(line) if line == "idle" => {}
+                    other => return Err(format!("contender {} answered {other:?} to stop", self.plan.id).into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the session and ends the contender.
+    pub async fn close(self) -> Result<()> {
+        match self.runner {
+            Runner::Task { session, .. } => {
+                if let Some(session) = session {
+                    session.close().await;
+                }
+            }
+            Runner::Child { mut child, stdin, .. } => {
+                drop(stdin);
+                let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+                if !status.success() {
+                    return Err(format!("contender {} exited with {status}", self.plan.id).into());
+                }
+            }
+        }
+        Ok(())
+    }
+}

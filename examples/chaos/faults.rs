@@ -1,0 +1,326 @@
+//! The scenarios: what goes wrong, and the checks that only make sense while it does.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rand::RngExt;
+use rand::rngs::StdRng;
+use zk_recipes::testing::{Fault, TestingCluster};
+
+use futures_util::FutureExt;
+use zk_recipes::Session;
+
+use crate::contender::{Contender, Held, Kind, Plan, Recipe};
+use crate::store::Store;
+use crate::store::StoreClient;
+use crate::{Result, SYNC_LIMIT};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The ZooKeeper leader killed and restarted, again and again.
+    LeaderKills,
+    /// A follower killed; then two of three members, so no quorum, for longer than a session
+    /// timeout.
+    QuorumLoss,
+    /// A child contender frozen with SIGSTOP while it holds, past its session timeout.
+    PausedHolder,
+    /// One contender cut off from all or some members (blackhole), its replies dropped, or
+    /// its network slowed; healed before or after its session timeout.
+    Partitions,
+    /// Connections reset at random.
+    ConnectionResets,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::LeaderKills,
+        Scenario::QuorumLoss,
+        Scenario::PausedHolder,
+        Scenario::Partitions,
+        Scenario::ConnectionResets,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LeaderKills => "leader-kills",
+            Scenario::QuorumLoss => "quorum-loss",
+            Scenario::PausedHolder => "paused-holder",
+            Scenario::Partitions => "partitions",
+            Scenario::ConnectionResets => "connection-resets",
+        }
+    }
+}
+
+/// What the faults act on.
+pub struct Target<'a> {
+    pub cluster: &'a TestingCluster,
+    pub contenders: &'a [Contender],
+    pub stores: &'a [(Kind, Store)],
+    pub session_timeout: Duration,
+}
+
+impl Target<'_> {
+    fn path(&self, kind: Kind) -> &str {
+        &self.contenders.iter().find(|c| c.plan.kind == kind).expect("contenders of every kind").plan.path
+    }
+}
+
+/// Injects the scenario's faults until `until` (a quorum loss runs at least once), and returns
+/// how many it injected and the violations seen while they lasted.
+pub async fn inject(
+    scenario: Scenario,
+    target: &Target<'_>,
+    until: Instant,
+    rng: &mut StdRng,
+) -> Result<(u64, Vec<String>)> {
+    let mut faults = 0;
+    let mut violations = Vec::new();
+    let st = target.session_timeout;
+    let sleep =
+        |ms: std::ops::Range<u64>, rng: &mut StdRng| tokio::time::sleep(Duration::from_millis(rng.random_range(ms)));
+    match scenario {
+        Scenario::LeaderKills => {
+            while Instant::now() < until {
+                let leader = leader(target.cluster).await?;
+                target.cluster.kill(leader).await?;
+                faults += 1;
+                sleep(300..1500, rng).await;
+                target.cluster.restart(leader).await?;
+                sleep(500..2000, rng).await;
+            }
+        }
+        Scenario::QuorumLoss => loop {
+            let leader = leader(target.cluster).await?;
+            let follower = (leader + rng.random_range(1..3)) % 3;
+            target.cluster.kill(follower).await?;
+            faults += 1;
+            sleep(1000..2000, rng).await;
+            target.cluster.restart(follower).await?;
+
+            // Holders through the outage: one per recipe, on a session of their own.
+            let sentinels = Sentinels::acquire(target).await?;
+            let up = rng.random_range(0..3);
+            let down = [(up + 1) % 3, (up + 2) % 3];
+            for member in down {
+                target.cluster.kill(member).await?;
+            }
+            faults += 1;
+            let lost_at = Instant::now();
+            // The lone member serves pings for up to syncLimit before it gives up; then a holder's
+            // session can be proven for one more session timeout.
+            let doubt_by = lost_at + SYNC_LIMIT + st + Duration::from_secs(2);
+            violations.extend(sentinels.told_by(doubt_by).await?);
+            tokio::time::sleep_until((lost_at + SYNC_LIMIT + 2 * st + Duration::from_secs(1)).into()).await;
+            violations.extend(nobody_acquired(target.stores, lost_at));
+            for member in down {
+                target.cluster.restart(member).await?;
+            }
+            sentinels.release().await?;
+            if Instant::now() >= until {
+                break;
+            }
+        },
+        Scenario::PausedHolder => {
+            while Instant::now() < until {
+                let Some((pid, kind)) = child_holder(target, rng, Instant::now() + Duration::from_secs(10)).await
+                else {
+                    continue;
+                };
+                let frozen = Frozen::new(pid)?;
+                faults += 1;
+                let paused_at = Instant::now();
+                let store = &target.stores.iter().find(|(k, _)| *k == kind).expect("a store per kind").1;
+                let give_up = paused_at + 3 * st + Duration::from_secs(5);
+                // Until a successor entered, and at least until the session must have expired.
+                while Instant::now() < give_up
+                    && (paused_at.elapsed() < st + Duration::from_secs(1)
+                        || !store.ledger().holdings.iter().any(|h| h.entered.is_some_and(|e| e > paused_at)))
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                drop(frozen);
+                sleep(500..1500, rng).await;
+            }
+        }
+        Scenario::Partitions => {
+            while Instant::now() < until {
+                let link = &target.contenders[rng.random_range(0..target.contenders.len())].link;
+                match rng.random_range(0..5) {
+                    0 | 1 => {
+                        // Healed before the session timeout (it survives) or well after (it expires).
+                        let outage = if rng.random_bool(0.5) { st / 2 } else { st * 5 / 2 };
+                        link.set_fault(Fault::Blackhole);
+                        tokio::time::sleep(outage).await;
+                    }
+                    2 => {
+                        // Cut off from one or two members: the client must fail over.
+                        for member in 0..rng.random_range(1..3) {
+                            link.set_member_fault(member, Fault::Blackhole);
+                        }
+                        link.reset_connections();
+                        tokio::time::sleep(st).await;
+                    }
+                    3 => {
+                        // Requests take effect, replies are lost: creates the client must recover.
+                        link.set_fault(Fault::DropReplies);
+                        sleep(100..500, rng).await;
+                        link.set_fault(Fault::Pass);
+                        link.reset_connections();
+                    }
+                    _ => {
+                        link.set_fault(Fault::Delay(Duration::from_millis(rng.random_range(20..200))));
+                        tokio::time::sleep(st).await;
+                    }
+                }
+                link.set_fault(Fault::Pass);
+                faults += 1;
+                sleep(200..1000, rng).await;
+            }
+        }
+        Scenario::ConnectionResets => {
+            while Instant::now() < until {
+                sleep(50..400, rng).await;
+                if rng.random_bool(0.2) {
+                    target.contenders.iter().for_each(|c| c.link.reset_connections());
+                } else {
+                    target.contenders[rng.random_range(0..target.contenders.len())].link.reset_connections();
+                }
+                faults += 1;
+            }
+        }
+    }
+    Ok((faults, violations))
+}
+
+/// Undoes whatever is still broken: every link passes, every member runs.
+pub async fn heal(target: &Target<'_>) -> Result<()> {
+    for contender in target.contenders {
+        contender.link.set_fault(Fault::Pass);
+    }
+    for member in 0..target.cluster.size() {
+        if target.cluster.pid(member).await.is_none() {
+            target.cluster.restart(member).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Without a quorum nobody acquires.
+fn nobody_acquired(stores: &[(Kind, Store)], lost_at: Instant) -> Vec<String> {
+    // An acquisition reported within this grace may have been granted before the kill (or by
+    // a delete committed just before it), and reached the store late on a busy machine.
+    let grace = lost_at + Duration::from_secs(2);
+    let now = Instant::now();
+    let mut violations = Vec::new();
+    for (kind, store) in stores {
+        for h in store.ledger().holdings.iter().filter(|h| h.entered.is_some_and(|e| e > grace && e < now)) {
+            violations.push(format!("{}: {} acquired {} without a quorum", kind.name(), h.contender, h.token));
+        }
+    }
+    violations
+}
+
+/// One holder per recipe that holds through a quorum loss, to show it is told in time. They
+/// use the store like any contender, so the checks cover them too.
+struct Sentinels {
+    held: Vec<(Kind, Held, StoreClient)>,
+    _session: Session,
+}
+
+impl Sentinels {
+    async fn acquire(target: &Target<'_>) -> Result<Self> {
+        let session = Session::builder()
+            .session_timeout(target.session_timeout)
+            .connect(&target.cluster.connect_string())
+            .await?;
+        let mut held = Vec::new();
+        for (kind, store) in target.stores {
+            let plan = Plan {
+                kind: *kind,
+                id: format!("sentinel-{}", kind.name()),
+                path: target.path(*kind).to_owned(),
+                store: store.address,
+                seed: 0,
+                session_timeout: target.session_timeout,
+                child: false,
+            };
+            let recipe = Recipe::new(&session, &plan)?;
+            let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire()).await??;
+            let mut client = StoreClient::connect(store.address, &plan.id).await?;
+            client.write(holding.token()).await?;
+            client.enter(holding.token()).await?;
+            held.push((*kind, holding, client));
+        }
+        Ok(Self { held, _session: session })
+    }
+
+    /// Violations: the sentinels whose `lost()` did not resolve by `deadline`.
+    async fn told_by(&self, deadline: Instant) -> Result<Vec<String>> {
+        let mut violations = Vec::new();
+        for (kind, held, _) in &self.held {
+            if tokio::time::timeout_at(deadline.into(), held.lost()).await.is_err() {
+                violations
+                    .push(format!("{}: a holder through the quorum loss was not told it is in doubt", kind.name()));
+            }
+        }
+        Ok(violations)
+    }
+
+    async fn release(self) -> Result<()> {
+        for (_, held, mut client) in self.held {
+            let token = held.token();
+            if held.lost().now_or_never().is_some() {
+                client.doubt(token).await?;
+            }
+            client.write(token).await?;
+            client.exit(token).await?;
+            let healthy = held.release().await;
+            client.verdict(token, healthy).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn leader(cluster: &TestingCluster) -> Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(leader) = cluster.leader().await {
+            return Ok(leader);
+        }
+        if Instant::now() > deadline {
+            return Err("no ZooKeeper leader elected within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child contender that holds now, of a random kind, waiting for one until `deadline`.
+async fn child_holder(target: &Target<'_>, rng: &mut StdRng, deadline: Instant) -> Option<(Pid, Kind)> {
+    while Instant::now() < deadline {
+        let (kind, store) = &target.stores[rng.random_range(0..target.stores.len())];
+        let holder = store.ledger().holders().map(|h| h.contender.clone()).collect::<Vec<_>>();
+        let child = target.contenders.iter().find(|c| c.plan.child && holder.contains(&c.plan.id));
+        if let Some(pid) = child.and_then(Contender::pid) {
+            return Some((pid, *kind));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// A frozen process, let go again when dropped, whatever happens in between.
+struct Frozen(Pid);
+
+impl Frozen {
+    fn new(pid: Pid) -> Result<Self> {
+        kill(pid, Signal::SIGSTOP)?;
+        Ok(Self(pid))
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}

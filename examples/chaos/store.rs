@@ -1,0 +1,334 @@
+//! The checker: a token-checking store on a loopback port, and the ledger of what each
+//! contender believed.
+//!
+//! The store is the protected resource. It accepts a write only if the writer's fencing token
+//! is current: for a mutex or leader latch, not lower than the highest token it has accepted;
+//! for a semaphore of N permits, if fewer than N tokens above it are still open (written and
+//! not yet given back). Like a real fenced resource, it learns of a new holder by its first
+//! write, so every contender writes at once after acquiring, then says `ENTER`.
+//!
+//! The ledger records, in the order the store received them, every holding's enter, doubt
+//! (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
+//! lived until then). From it come the violations: a stale write the store accepted, tokens
+//! out of order, more healthy holders at once than the recipe allows, and a healthy holder's
+//! write refused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdGuard};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+use zk_recipes::FencingToken;
+
+use crate::Result;
+
+/// One acquisition, from its first write to its verdict.
+#[derive(Debug)]
+pub struct Holding {
+    pub contender: String,
+    pub token: FencingToken,
+    pub entered: Option<Instant>,
+    pub doubted: Option<Instant>,
+    pub exited: Option<Instant>,
+    /// `Some(true)` if the release succeeded: the node lived until then.
+    pub healthy: Option<bool>,
+    rejected: u32,
+}
+
+impl Holding {
+    pub fn open_at(&self, at: Instant) -> bool {
+        self.entered.is_some_and(|e| e <= at) && self.exited.is_none_or(|x| x > at)
+    }
+}
+
+/// What the scenario's summary counts.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    pub acquisitions: u64,
+    pub writes_accepted: u64,
+    /// Writes by holders whose holding was lost or superseded, all refused.
+    pub stale_rejected: u64,
+    pub stale_accepted: u64,
+    /// Semaphore only: healthy holders' writes that the token window refused because a higher
+    /// token was still open — a holder that vanished (paused, partitioned) without saying so.
+    pub window_refusals: u64,
+    pub cancellations: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+pub struct Ledger {
+    /// 1 for a mutex or latch, the permits for a semaphore.
+    pub permits: usize,
+    pub holdings: Vec<Holding>,
+    index: HashMap<(String, FencingToken), usize>,
+    highest: Option<FencingToken>,
+    open: BTreeSet<FencingToken>,
+    last_entered: Option<FencingToken>,
+    pub counts: Counts,
+    pub violations: Vec<String>,
+}
+
+impl Ledger {
+    fn new(permits: usize) -> Self {
+        Self {
+            permits,
+            holdings: Vec::new(),
+            index: HashMap::new(),
+            highest: None,
+            open: BTreeSet::new(),
+            last_entered: None,
+            counts: Counts::default(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn holding(&mut self, contender: &str, token: FencingToken) -> &mut Holding {
+        let next = self.holdings.len();
+        let i = *self.index.entry((contender.to_owned(), token)).or_insert(next);
+        if i == next {
+            self.holdings.push(Holding {
+                contender: contender.to_owned(),
+                token,
+                entered: None,
+                doubted: None,
+                exited: None,
+                healthy: None,
+                rejected: 0,
+            });
+        }
+        &mut self.holdings[i]
+    }
+
+    fn write(&mut self, contender: &str, token: FencingToken) -> bool {
+        let accepted = if self.permits == 1 {
+            self.highest.is_none_or(|highest| token >= highest)
+        } else {
+            self.open.range(token..).filter(|&&t| t != token).count() < self.permits
+        };
+        if accepted {
+            self.counts.writes_accepted += 1;
+            self.highest = self.highest.max(Some(token));
+            if self.permits > 1 {
+                self.open.insert(token);
+            }
+        }
+        let now = Instant::now();
+        let superseded = self.superseded(contender, token, now);
+        match (accepted, superseded) {
+            (true, true) => {
+                self.counts.stale_accepted += 1;
+                self.violations.push(format!("stale write accepted: {contender} with token {token}"));
+            }
+            (false, true) => self.counts.stale_rejected += 1,
+            // Judged by the holding's verdict: stale if it was lost, a violation if healthy.
+            (false, false) => self.holding(contender, token).rejected += 1,
+            (true, false) => {}
+        }
+        accepted
+    }
+
+    /// Whether, by the ledger, enough holders entered after this one (and are still in, for a
+    /// semaphore) that this one cannot hold any more.
+    fn superseded(&self, contender: &str, token: FencingToken, now: Instant) -> bool {
+        let Some(entered) = self.index.get(&(contender.to_owned(), token)).and_then(|&i| self.holdings[i].entered)
+        else {
+            return false;
+        };
+        let later = self.holdings.iter().filter(|h| h.entered.is_some_and(|e| e > entered));
+        let later = if self.permits == 1 { later.count() } else { later.filter(|h| h.open_at(now)).count() };
+        later >= self.permits
+    }
+
+    fn enter(&mut self, contender: &str, token: FencingToken) {
+        self.counts.acquisitions += 1;
+        let in_order = match self.last_entered {
+            // A later holder of a mutex or latch has a larger token; semaphore tokens are unique.
+            Some(last) if self.permits == 1 => token > last,
+            _ => !self.holdings.iter().any(|h| h.token == token && h.contender != contender && h.entered.is_some()),
+        };
+        if !in_order {
+            self.violations
+                .push(format!("token out of order: {contender} entered with {token} after {:?}", self.last_entered));
+        }
+        self.last_entered = self.last_entered.max(Some(token));
+        self.holding(contender, token).entered = Some(Instant::now());
+    }
+
+    fn verdict(&mut self, contender: &str, token: FencingToken, healthy: bool) {
+        let permits = self.permits;
+        let holding = self.holding(contender, token);
+        holding.healthy = Some(healthy);
+        let rejected = u64::from(holding.rejected);
+        match (healthy, permits) {
+            (false, _) => self.counts.stale_rejected += rejected,
+            (true, 1) if rejected > 0 => self
+                .violations
+                .push(format!("{contender} held with {token} throughout, yet {rejected} write(s) refused")),
+            (true, _) => self.counts.window_refusals += rejected,
+        }
+    }
+
+    /// The holdings open now.
+    pub fn holders(&self) -> impl Iterator<Item = &Holding> {
+        let now = Instant::now();
+        self.holdings.iter().filter(move |h| h.open_at(now))
+    }
+
+    /// When `contender` first entered after `since`, if it did.
+    pub fn entered_after(&self, contender: &str, since: Instant) -> Option<Instant> {
+        self.holdings.iter().filter(|h| h.contender == contender).filter_map(|h| h.entered).find(|&e| e > since)
+    }
+
+    /// The checks that need every holding ended: overlap of healthy holders, and holdings that
+    /// never ended.
+    pub fn finish(&mut self) {
+        for h in self.holdings.iter().filter(|h| h.entered.is_some() && h.healthy.is_none()) {
+            self.violations.push(format!("{} with {} never ended its holding", h.contender, h.token));
+        }
+        // Sweep over healthy holdings: at equal instants, exits first.
+        let mut edges: Vec<(Instant, i32, &Holding)> = Vec::new();
+        for h in self.holdings.iter().filter(|h| h.healthy == Some(true)) {
+            if let (Some(entered), Some(exited)) = (h.entered, h.exited) {
+                edges.push((entered, 1, h));
+                edges.push((exited, -1, h));
+            }
+        }
+        edges.sort_by_key(|&(at, step, _)| (at, step));
+        let mut inside: Vec<&Holding> = Vec::new();
+        for (_, step, h) in edges {
+            if step < 0 {
+                inside.retain(|o| !std::ptr::eq(*o, h));
+                continue;
+            }
+            inside.push(h);
+            if inside.len() > self.permits {
+                let who: Vec<String> = inside.iter().map(|o| format!("{}@{}", o.contender, o.token)).collect();
+                self.violations.push(format!("{} healthy holders at once: {}", inside.len(), who.join(", ")));
+            }
+        }
+    }
+}
+
+/// The store server; the ledger stays readable by the fault driver.
+pub struct Store {
+    pub address: SocketAddr,
+    ledger: Arc<StdMutex<Ledger>>,
+    accept: AbortHandle,
+}
+
+impl Store {
+    pub async fn start(permits: usize) -> Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let address = listener.local_addr()?;
+        let ledger = Arc::new(StdMutex::new(Ledger::new(permits)));
+        let shared = ledger.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, shared.clone()));
+            }
+        })
+        .abort_handle();
+        Ok(Self { address, ledger, accept })
+    }
+
+    pub fn ledger(&self) -> StdGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn serve(stream: TcpStream, ledger: Arc<StdMutex<Ledger>>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let answer = {
+            let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            handle(&mut ledger, &line).unwrap_or_else(|| format!("BAD {line}"))
+        };
+        if write.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn handle(ledger: &mut Ledger, line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let token = |i: usize| words.get(i).and_then(|t| t.parse::<FencingToken>().ok());
+    match words.as_slice() {
+        ["WRITE", c, ..] => return Some(if ledger.write(c, token(2)?) { "ACCEPT" } else { "REJECT" }.into()),
+        ["ENTER", c, ..] => ledger.enter(c, token(2)?),
+        ["DOUBT", c, ..] => ledger.holding(c, token(2)?).doubted = Some(Instant::now()),
+        ["EXIT", c, ..] => {
+            let token = token(2)?;
+            ledger.holding(c, token).exited = Some(Instant::now());
+            ledger.open.remove(&token);
+        }
+        ["VERDICT", c, _, verdict] => ledger.verdict(c, token(2)?, *verdict == "healthy"),
+        ["CANCEL", _] => ledger.counts.cancellations += 1,
+        ["ERROR", _, kind] => *ledger.counts.errors.entry((*kind).to_owned()).or_default() += 1,
+        _ => return None,
+    }
+    Some("OK".into())
+}
+
+/// A contender's connection to the store: one request, one answer.
+pub struct StoreClient {
+    contender: String,
+    lines: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl StoreClient {
+    pub async fn connect(address: SocketAddr, contender: &str) -> Result<Self> {
+        let (read, write) = TcpStream::connect(address).await?.into_split();
+        Ok(Self { contender: contender.to_owned(), lines: BufReader::new(read).lines(), write })
+    }
+
+    async fn ask(&mut self, verb: &str, rest: &str) -> Result<String> {
+        let line = format!("{verb} {} {rest}\n", self.contender);
+        self.write.write_all(line.as_bytes()).await?;
+        let answer = self.lines.next_line().await?.ok_or("the store closed the connection")?;
+        if answer.starts_with("BAD") {
+            return Err(format!("the store did not understand {line:?}").into());
+        }
+        Ok(answer)
+    }
+
+    /// Writes to the protected resource; whether the store accepted it.
+    pub async fn write(&mut self, token: FencingToken) -> Result<bool> {
+        Ok(self.ask("WRITE", &token.to_string()).await? == "ACCEPT")
+    }
+
+    pub async fn enter(&mut self, token: FencingToken) -> Result<()> {
+        self.ask("ENTER", &token.to_string()).await.map(drop)
+    }
+
+    pub async fn doubt(&mut self, token: FencingToken) -> Result<()> {
+        self.ask("DOUBT", &token.to_string()).await.map(drop)
+    }
+
+    pub async fn exit(&mut self, token: FencingToken) -> Result<()> {
+        self.ask("EXIT", &token.to_string()).await.map(drop)
+    }
+
+    pub async fn verdict(&mut self, token: FencingToken, healthy: bool) -> Result<()> {
+        self.ask("VERDICT", &format!("{token} {}", if healthy { "healthy" } else { "lost" })).await.map(drop)
+    }
+
+    pub async fn cancelled(&mut self) -> Result<()> {
+        self.ask("CANCEL", "").await.map(drop)
+    }
+
+    pub async fn error(&mut self, kind: &str) -> Result<()> {
+        self.ask("ERROR", kind).await.map(drop)
+    }
+}
