@@ -147,7 +147,9 @@ impl Held {
         match self {
             Held::Lock(guard) => guard.release().await.is_ok(),
             Held::Lease(lease) => lease.release().await.is_ok(),
-            // A term does not own its node: it is current only if this very term never ended.
+            // `close` alone is not enough: after a lost term the candidacy rejoins, and closing
+            // a later term (or a follower) succeeds. This term must still be current, checked
+            // before the step-down.
             Held::Term(candidate, term) => term.is_current() & candidate.close().await.is_ok(),
         }
     }
@@ -252,13 +254,21 @@ pub struct Contender {
 impl Contender {
     pub async fn start(plan: Plan, link: Link) -> Result<Self> {
         let runner = if plan.child {
-            let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            let mut command = tokio::process::Command::new(std::env::current_exe()?);
+            command
                 .arg("--contender")
                 .args(plan.args(&link.connect_string()))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()?;
+                .kill_on_drop(true);
+            // SAFETY: prctl is async-signal-safe. It makes the kernel kill the child when this
+            // process dies, even if it is killed while the child is frozen.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+            let mut child = command.spawn()?;
             let stdin = child.stdin.take();
             let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
             Runner::Child { child: Box::new(child), stdin, stdout }
@@ -288,6 +298,14 @@ impl Contender {
 
     /// Ends the loop and waits until the contender is idle, its session still open.
     pub async fn stop(&mut self) -> Result<()> {
+        // A hold lasts at most 3 s, and a release or a cancelled wait gives up within a few
+        // session timeouts: longer than this is a hang.
+        tokio::time::timeout(Duration::from_secs(60), self.stop_now())
+            .await
+            .map_err(|_| format!("contender {} did not stop within 60 s", self.plan.id))?
+    }
+
+    async fn stop_now(&mut self) -> Result<()> {
         match &mut self.runner {
             Runner::Task { stop, task, session } => {
                 stop.send_replace(true);
@@ -311,7 +329,7 @@ impl Contender {
         match self.runner {
             Runner::Task { session, .. } => {
                 if let Some(session) = session {
-                    session.close().await;
+                    tokio::time::timeout(Duration::from_secs(30), session.close()).await?;
                 }
             }
             Runner::Child { mut child, stdin, .. } => {

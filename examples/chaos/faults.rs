@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use zk_recipes::testing::{Fault, TestingCluster};
 
 use futures_util::FutureExt;
-use zk_recipes::Session;
+use zk_recipes::{FencingToken, Session};
 
 use crate::contender::{Contender, Held, Kind, Plan, Recipe};
 use crate::store::Store;
-use crate::store::StoreClient;
+use crate::store::{Holding, StoreClient};
 use crate::{Result, SYNC_LIMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +25,9 @@ pub enum Scenario {
     QuorumLoss,
     /// A child contender frozen with SIGSTOP while it holds, past its session timeout.
     PausedHolder,
-    /// One contender cut off from all or some members (blackhole), its replies dropped, or
-    /// its network slowed; healed before or after its session timeout.
+    /// One contender, holding or not, cut off from all or some members (blackhole), refused
+    /// new connections, its replies dropped, or its network slowed; healed before or after its
+    /// session timeout.
     Partitions,
     /// Connections reset at random.
     ConnectionResets,
@@ -58,9 +59,15 @@ pub struct Target<'a> {
     pub contenders: &'a [Contender],
     pub stores: &'a [(Kind, Store)],
     pub session_timeout: Duration,
+    /// A session of the chaos process's own, straight to the ensemble.
+    pub observer: &'a Session,
 }
 
 impl Target<'_> {
+    pub fn store(&self, kind: Kind) -> &Store {
+        &self.stores.iter().find(|(k, _)| *k == kind).expect("a store per kind").1
+    }
+
     fn path(&self, kind: Kind) -> &str {
         &self.contenders.iter().find(|c| c.plan.kind == kind).expect("contenders of every kind").plan.path
     }
@@ -111,7 +118,7 @@ pub async fn inject(
             // session can be proven for one more session timeout.
             let doubt_by = lost_at + SYNC_LIMIT + st + Duration::from_secs(2);
             violations.extend(sentinels.told_by(doubt_by).await?);
-            tokio::time::sleep_until((lost_at + SYNC_LIMIT + 2 * st + Duration::from_secs(1)).into()).await;
+            tokio::time::sleep_until((lost_at + SYNC_LIMIT + 3 * st + Duration::from_secs(1)).into()).await;
             violations.extend(nobody_acquired(target.stores, lost_at));
             for member in down {
                 target.cluster.restart(member).await?;
@@ -123,21 +130,23 @@ pub async fn inject(
         },
         Scenario::PausedHolder => {
             while Instant::now() < until {
-                let Some((pid, kind)) = child_holder(target, rng, Instant::now() + Duration::from_secs(10)).await
-                else {
+                let Some(i) = child_holder(target, rng, Instant::now() + Duration::from_secs(10)).await else {
                     continue;
                 };
+                let contender = &target.contenders[i];
+                let Some(pid) = contender.pid() else { continue };
                 let frozen = Frozen::new(pid)?;
                 faults += 1;
-                let paused_at = Instant::now();
-                let store = &target.stores.iter().find(|(k, _)| *k == kind).expect("a store per kind").1;
-                let give_up = paused_at + 3 * st + Duration::from_secs(5);
-                // Until a successor entered, and at least until the session must have expired.
-                while Instant::now() < give_up
-                    && (paused_at.elapsed() < st + Duration::from_secs(1)
-                        || !store.ledger().holdings.iter().any(|h| h.entered.is_some_and(|e| e > paused_at)))
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                let token = {
+                    let store = target.store(contender.plan.kind);
+                    let ledger = store.ledger();
+                    ledger.holders().find(|h| h.contender == contender.plan.id).map(|h| h.token)
+                };
+                // Resume once its session expired and successors hold with larger tokens, so
+                // that its next write is stale; give up waiting after a while.
+                let give_up = Instant::now() + 3 * st + Duration::from_secs(10);
+                while Instant::now() < give_up && !superseded(target, contender, token).await? {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 drop(frozen);
                 sleep(500..1500, rng).await;
@@ -145,8 +154,11 @@ pub async fn inject(
         }
         Scenario::Partitions => {
             while Instant::now() < until {
-                let link = &target.contenders[rng.random_range(0..target.contenders.len())].link;
-                match rng.random_range(0..5) {
+                // Half the time one that holds now; else anyone, most likely waiting or creating.
+                let holder = rng.random_bool(0.5).then(|| holder(target, rng)).flatten();
+                let link =
+                    &target.contenders[holder.unwrap_or_else(|| rng.random_range(0..target.contenders.len()))].link;
+                match rng.random_range(0..6) {
                     0 | 1 => {
                         // Healed before the session timeout (it survives) or well after (it expires).
                         let outage = if rng.random_bool(0.5) { st / 2 } else { st * 5 / 2 };
@@ -155,13 +167,20 @@ pub async fn inject(
                     }
                     2 => {
                         // Cut off from one or two members: the client must fail over.
-                        for member in 0..rng.random_range(1..3) {
+                        let first = rng.random_range(0..3);
+                        for member in (first..first + rng.random_range(1..3)).map(|m| m % 3) {
                             link.set_member_fault(member, Fault::Blackhole);
                         }
                         link.reset_connections();
                         tokio::time::sleep(st).await;
                     }
                     3 => {
+                        // Its connections reset and new ones refused, as if every member were down.
+                        link.set_fault(Fault::Refuse);
+                        link.reset_connections();
+                        tokio::time::sleep(if rng.random_bool(0.5) { st / 2 } else { st * 2 }).await;
+                    }
+                    4 => {
                         // Requests take effect, replies are lost: creates the client must recover.
                         link.set_fault(Fault::DropReplies);
                         sleep(100..500, rng).await;
@@ -208,9 +227,10 @@ pub async fn heal(target: &Target<'_>) -> Result<()> {
 
 /// Without a quorum nobody acquires.
 fn nobody_acquired(stores: &[(Kind, Store)], lost_at: Instant) -> Vec<String> {
-    // An acquisition reported within this grace may have been granted before the kill (or by
-    // a delete committed just before it), and reached the store late on a busy machine.
-    let grace = lost_at + Duration::from_secs(2);
+    // Until then, an acquisition may rest on a delete committed just before the kill, read
+    // from a lone leader that serves for up to syncLimit and a tick more; plus slack for a
+    // report that reaches the store late on a busy machine.
+    let grace = lost_at + SYNC_LIMIT + Duration::from_millis(2000);
     let now = Instant::now();
     let mut violations = Vec::new();
     for (kind, store) in stores {
@@ -295,18 +315,48 @@ async fn leader(cluster: &TestingCluster) -> Result<usize> {
     }
 }
 
-/// A child contender that holds now, of a random kind, waiting for one until `deadline`.
-async fn child_holder(target: &Target<'_>, rng: &mut StdRng, deadline: Instant) -> Option<(Pid, Kind)> {
+/// A child contender that has held for a while (so it is in a long hold, not about to
+/// release), waiting for one until `deadline`.
+async fn child_holder(target: &Target<'_>, rng: &mut StdRng, deadline: Instant) -> Option<usize> {
     while Instant::now() < deadline {
-        let (kind, store) = &target.stores[rng.random_range(0..target.stores.len())];
-        let holder = store.ledger().holders().map(|h| h.contender.clone()).collect::<Vec<_>>();
-        let child = target.contenders.iter().find(|c| c.plan.child && holder.contains(&c.plan.id));
-        if let Some(pid) = child.and_then(Contender::pid) {
-            return Some((pid, *kind));
+        let settled = Instant::now() - Duration::from_millis(100);
+        let children = holders(target, |h| h.entered.is_some_and(|e| e < settled));
+        let children: Vec<usize> = children.into_iter().filter(|&i| target.contenders[i].plan.child).collect();
+        if !children.is_empty() {
+            return Some(children[rng.random_range(0..children.len())]);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// The indices of the contenders that hold now and pass `filter`.
+fn holders(target: &Target<'_>, filter: impl Fn(&Holding) -> bool) -> Vec<usize> {
+    let mut ids = Vec::new();
+    for (_, store) in target.stores {
+        ids.extend(store.ledger().holders().filter(|h| filter(h)).map(|h| h.contender.clone()));
+    }
+    (0..target.contenders.len()).filter(|&i| ids.contains(&target.contenders[i].plan.id)).collect()
+}
+
+/// The index of a random contender that holds now, if any.
+fn holder(target: &Target<'_>, rng: &mut StdRng) -> Option<usize> {
+    let holders = holders(target, |_| true);
+    (!holders.is_empty()).then(|| holders[rng.random_range(0..holders.len())])
+}
+
+/// Whether the frozen `contender`'s nodes are gone (its session expired) and as many holders
+/// as there are permits entered with tokens larger than its `token`.
+async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<FencingToken>) -> Result<bool> {
+    let snapshot = zk_recipes::inspect(target.observer, &contender.plan.path).await?;
+    let id = contender.plan.id.as_bytes();
+    if snapshot.holders.iter().chain(&snapshot.waiting).any(|p| p.data == id) {
+        return Ok(false);
+    }
+    let Some(token) = token else { return Ok(true) };
+    let store = target.store(contender.plan.kind);
+    let ledger = store.ledger();
+    Ok(ledger.holders().filter(|h| h.token > token).count() >= ledger.permits)
 }
 
 /// A frozen process, let go again when dropped, whatever happens in between.

@@ -208,7 +208,8 @@ async fn run_scenario(
         }
         stores.push((kind, store));
     }
-    let target = Target { cluster, contenders: &contenders, stores: &stores, session_timeout: SESSION_TIMEOUT };
+    let target =
+        Target { cluster, contenders: &contenders, stores: &stores, session_timeout: SESSION_TIMEOUT, observer };
     let (faults, mut violations) = faults::inject(scenario, &target, Instant::now() + time, &mut rng).await?;
     faults::heal(&target).await?;
     let healed = Instant::now();
@@ -249,7 +250,7 @@ async fn run_scenario(
 async fn recover(target: &Target<'_>, healed: Instant, violations: &mut Vec<String>) -> Duration {
     let mut slowest = Duration::ZERO;
     for contender in target.contenders {
-        let store = &target.stores.iter().find(|(k, _)| *k == contender.plan.kind).expect("a store per kind").1;
+        let store = target.store(contender.plan.kind);
         loop {
             if let Some(entered) = store.ledger().entered_after(&contender.plan.id, healed) {
                 slowest = slowest.max(entered - healed);

@@ -9,9 +9,9 @@
 //!
 //! The ledger records, in the order the store received them, every holding's enter, doubt
 //! (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
-//! lived until then). From it come the violations: a stale write the store accepted, tokens
-//! out of order, more healthy holders at once than the recipe allows, and a healthy holder's
-//! write refused.
+//! lived until then). From it come the violations: a stale write the store accepted (a check
+//! of the store itself), a token handed out twice, tokens out of order, more healthy holders
+//! at once than the recipe allows, and a healthy holder's write refused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -67,7 +67,6 @@ pub struct Ledger {
     index: HashMap<(String, FencingToken), usize>,
     highest: Option<FencingToken>,
     open: BTreeSet<FencingToken>,
-    last_entered: Option<FencingToken>,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
@@ -80,7 +79,6 @@ impl Ledger {
             index: HashMap::new(),
             highest: None,
             open: BTreeSet::new(),
-            last_entered: None,
             counts: Counts::default(),
             violations: Vec::new(),
         }
@@ -115,46 +113,32 @@ impl Ledger {
             if self.permits > 1 {
                 self.open.insert(token);
             }
-        }
-        let now = Instant::now();
-        let superseded = self.superseded(contender, token, now);
-        match (accepted, superseded) {
-            (true, true) => {
+            if self.superseded(token) {
                 self.counts.stale_accepted += 1;
                 self.violations.push(format!("stale write accepted: {contender} with token {token}"));
             }
-            (false, true) => self.counts.stale_rejected += 1,
-            // Judged by the holding's verdict: stale if it was lost, a violation if healthy.
-            (false, false) => self.holding(contender, token).rejected += 1,
-            (true, false) => {}
+        } else {
+            // Stale if the holding turns out lost; a violation if it was healthy throughout.
+            self.holding(contender, token).rejected += 1;
         }
         accepted
     }
 
-    /// Whether, by the ledger, enough holders entered after this one (and are still in, for a
-    /// semaphore) that this one cannot hold any more.
-    fn superseded(&self, contender: &str, token: FencingToken, now: Instant) -> bool {
-        let Some(entered) = self.index.get(&(contender.to_owned(), token)).and_then(|&i| self.holdings[i].entered)
-        else {
-            return false;
-        };
-        let later = self.holdings.iter().filter(|h| h.entered.is_some_and(|e| e > entered));
+    /// Whether, by the ledger, a holder with `token` cannot hold any more: a holder with a
+    /// larger token entered (mutex, latch), or as many as there are permits hold now with
+    /// larger tokens (semaphore).
+    fn superseded(&self, token: FencingToken) -> bool {
+        let now = Instant::now();
+        let later = self.holdings.iter().filter(|h| h.token > token && h.entered.is_some());
         let later = if self.permits == 1 { later.count() } else { later.filter(|h| h.open_at(now)).count() };
         later >= self.permits
     }
 
     fn enter(&mut self, contender: &str, token: FencingToken) {
         self.counts.acquisitions += 1;
-        let in_order = match self.last_entered {
-            // A later holder of a mutex or latch has a larger token; semaphore tokens are unique.
-            Some(last) if self.permits == 1 => token > last,
-            _ => !self.holdings.iter().any(|h| h.token == token && h.contender != contender && h.entered.is_some()),
-        };
-        if !in_order {
-            self.violations
-                .push(format!("token out of order: {contender} entered with {token} after {:?}", self.last_entered));
+        if self.holdings.iter().any(|h| h.token == token && h.contender != contender) {
+            self.violations.push(format!("{contender} entered with {token}, a token handed out before"));
         }
-        self.last_entered = self.last_entered.max(Some(token));
         self.holding(contender, token).entered = Some(Instant::now());
     }
 
@@ -183,11 +167,21 @@ impl Ledger {
         self.holdings.iter().filter(|h| h.contender == contender).filter_map(|h| h.entered).find(|&e| e > since)
     }
 
-    /// The checks that need every holding ended: overlap of healthy holders, and holdings that
-    /// never ended.
+    /// The checks that need every holding ended: holdings that never ended, tokens out of order
+    /// (a healthy holder that left before another entered has the smaller token), and overlap
+    /// of healthy holders.
     pub fn finish(&mut self) {
         for h in self.holdings.iter().filter(|h| h.entered.is_some() && h.healthy.is_none()) {
             self.violations.push(format!("{} with {} never ended its holding", h.contender, h.token));
+        }
+        let healthy: Vec<&Holding> = self.holdings.iter().filter(|h| h.healthy == Some(true)).collect();
+        for a in &healthy {
+            for b in healthy.iter().filter(|b| b.entered > a.exited && b.token <= a.token) {
+                self.violations.push(format!(
+                    "token out of order: {}@{} entered after {}@{} had left",
+                    b.contender, b.token, a.contender, a.token
+                ));
+            }
         }
         // Sweep over healthy holdings: at equal instants, exits first.
         let mut edges: Vec<(Instant, i32, &Holding)> = Vec::new();

@@ -159,7 +159,9 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let now = *fault.borrow();
+        // Bytes read just before a blackhole began are held, not lost: a partition delays
+        // traffic, and a byte stream with a hole in it would be garbage once healed.
+        let Ok(now) = fault.wait_for(|f| !f.stalls()).await.map(|f| *f) else { return };
         if let Fault::Delay(delay) = now {
             tokio::time::sleep(delay).await;
         }
