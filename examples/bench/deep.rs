@@ -29,7 +29,10 @@ pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Re
     let curator = offsets(&servers.curator.bench(&format!("deep /bench/deep/curator {n}"), within).await?);
     let kazoo = offsets(&servers.kazoo.bench(&format!("deep /bench/deep/kazoo {n}"), within).await?);
     let depths: Vec<usize> = [n, n / 10, n / 100].into_iter().filter(|d| *d >= 2).collect();
-    title(&format!("deep queue, {}: {n} waiters on one session drained once; median time per handoff as the queue shrinks from each depth by 10%", servers.name));
+    title(&format!(
+        "deep queue, {}: {n} waiters on one session drained once; median time per handoff as the queue shrinks from each depth by 10%",
+        servers.name
+    ));
     print!("{:<28} {:>10}", "", "total");
     for d in &depths {
         print!(" {:>12}", format!("depth {d}"));
@@ -64,9 +67,8 @@ pub async fn run(servers: &Servers, options: Options, report: &mut Report) -> Re
 fn per_handoff(grants: &[Duration], depth: usize) -> Duration {
     let first = grants.len() - depth;
     let window = (depth / 10).max(10).min(depth - 1);
-    let mut gaps: Vec<Duration> = (first..first + window)
-        .map(|i| grants[i] - if i == 0 { Duration::ZERO } else { grants[i - 1] })
-        .collect();
+    let mut gaps: Vec<Duration> =
+        (first..first + window).map(|i| grants[i] - if i == 0 { Duration::ZERO } else { grants[i - 1] }).collect();
     gaps.sort();
     gaps[gaps.len() / 2]
 }
