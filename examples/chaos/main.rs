@@ -170,6 +170,7 @@ fn summary(rows: &[Row], elapsed: Duration) {
     println!("\nchaos summary: {} scenario runs in {:.0} s", rows.len(), elapsed.as_secs_f64());
     println!("  faults injected:        {}", sum(&|r| r.faults));
     println!("  acquisitions:           {}", sum(&|r| r.counts.acquisitions));
+    println!("  writes accepted:        {}", sum(&|r| r.counts.writes_accepted));
     println!("  waits cancelled:        {}", sum(&|r| r.counts.cancellations));
     println!("  acquire errors:         {errors:?}");
     println!("  stale writes attempted: {}", sum(&|r| r.counts.stale_rejected + r.counts.stale_accepted));
