@@ -161,24 +161,23 @@ impl Row {
 }
 
 fn summary(rows: &[Row], elapsed: Duration) {
-    let sum = |f: &dyn Fn(&Row) -> u64| rows.iter().map(f).sum::<u64>();
+    let mut total = Counts::default();
+    rows.iter().for_each(|r| total.add(&r.counts));
+    let faults: u64 = rows.iter().map(|r| r.faults).sum();
+    let violations: usize = rows.iter().map(|r| r.violations.len()).sum();
     let recovery = rows.iter().map(|r| r.recovery).max().unwrap_or_default();
-    let mut errors = std::collections::BTreeMap::<&str, u64>::new();
-    for (kind, n) in rows.iter().flat_map(|r| &r.counts.errors) {
-        *errors.entry(kind).or_default() += n;
-    }
     println!("\nchaos summary: {} scenario runs in {:.0} s", rows.len(), elapsed.as_secs_f64());
-    println!("  faults injected:        {}", sum(&|r| r.faults));
-    println!("  acquisitions:           {}", sum(&|r| r.counts.acquisitions));
-    println!("  writes accepted:        {}", sum(&|r| r.counts.writes_accepted));
-    println!("  waits cancelled:        {}", sum(&|r| r.counts.cancellations));
-    println!("  acquire errors:         {errors:?}");
-    println!("  stale writes attempted: {}", sum(&|r| r.counts.stale_rejected + r.counts.stale_accepted));
-    println!("  stale writes rejected:  {}", sum(&|r| r.counts.stale_rejected));
-    println!("  stale writes accepted:  {}", sum(&|r| r.counts.stale_accepted));
-    println!("  window refusals:        {}", sum(&|r| r.counts.window_refusals));
+    println!("  faults injected:        {faults}");
+    println!("  acquisitions:           {}", total.acquisitions);
+    println!("  writes accepted:        {}", total.writes_accepted);
+    println!("  waits cancelled:        {}", total.cancellations);
+    println!("  acquire errors:         {:?}", total.errors);
+    println!("  stale writes attempted: {}", total.stale_rejected + total.stale_accepted);
+    println!("  stale writes rejected:  {}", total.stale_rejected);
+    println!("  stale writes accepted:  {}", total.stale_accepted);
+    println!("  window refusals:        {}", total.window_refusals);
     println!("  longest recovery:       {:.1} s", recovery.as_secs_f64());
-    println!("  violations:             {}", sum(&|r| r.violations.len() as u64));
+    println!("  violations:             {violations}");
 }
 
 async fn run_scenario(
@@ -199,7 +198,7 @@ async fn run_scenario(
             let plan = Plan {
                 kind,
                 id: format!("{}-{i}{}", kind.name(), if child { "-child" } else { "" }),
-                path: format!("/chaos/{}-{round}/{}", scenario.name(), kind.name()),
+                path: recipe_path(scenario, round, kind),
                 store: store.address,
                 seed: seed ^ ((contenders.len() as u64 + 1) << 32),
                 session_timeout: SESSION_TIMEOUT,
@@ -220,8 +219,7 @@ async fn run_scenario(
         contender.stop().await?;
     }
     // Every contender is idle with its session open: a node left now is an orphan.
-    let paths: Vec<String> =
-        Kind::ALL.iter().map(|&k| format!("/chaos/{}-{round}/{}", scenario.name(), k.name())).collect();
+    let paths: Vec<String> = Kind::ALL.iter().map(|&k| recipe_path(scenario, round, k)).collect();
     violations.extend(leftovers(observer, &paths, "with every contender idle", Duration::from_secs(10)).await?);
     for contender in contenders {
         contender.close().await?;
@@ -233,18 +231,14 @@ async fn run_scenario(
         let mut ledger = store.ledger();
         ledger.finish();
         violations.extend(ledger.violations.iter().map(|v| format!("{}: {v}", kind.name())));
-        let c = &ledger.counts;
-        counts.acquisitions += c.acquisitions;
-        counts.writes_accepted += c.writes_accepted;
-        counts.stale_rejected += c.stale_rejected;
-        counts.stale_accepted += c.stale_accepted;
-        counts.window_refusals += c.window_refusals;
-        counts.cancellations += c.cancellations;
-        for (kind, n) in &c.errors {
-            *counts.errors.entry(kind.clone()).or_default() += n;
-        }
+        counts.add(&ledger.counts);
     }
     Ok(Row { scenario, round, faults, counts, recovery, violations })
+}
+
+/// Where a recipe runs in one scenario run: a fresh path each time.
+fn recipe_path(scenario: Scenario, round: usize, kind: Kind) -> String {
+    format!("/chaos/{}-{round}/{}", scenario.name(), kind.name())
 }
 
 /// Waits until every contender has acquired since `healed`; the time the last one took.

@@ -59,6 +59,21 @@ pub struct Counts {
     pub errors: BTreeMap<String, u64>,
 }
 
+impl Counts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Counts) {
+        self.acquisitions += other.acquisitions;
+        self.writes_accepted += other.writes_accepted;
+        self.stale_rejected += other.stale_rejected;
+        self.stale_accepted += other.stale_accepted;
+        self.window_refusals += other.window_refusals;
+        self.cancellations += other.cancellations;
+        for (kind, n) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Ledger {
     /// 1 for a mutex or latch, the permits for a semaphore.
