@@ -515,6 +515,28 @@ async fn distinct_paths_do_not_contend_and_one_session_holds_many_locks() {
     }
 }
 
+/// A release whose delete ran on the server but whose reply was lost finds nothing when it
+/// retries: that is its own delete, so the lock is released, not reported lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_whose_reply_is_lost_is_still_a_release() {
+    let cluster = standalone().await;
+    let observer = observer(&cluster.connect_string()).await;
+    let (proxy, holder) = common::proxied_session(&cluster, Duration::from_secs(4)).await;
+    let guard = Mutex::new(&holder, "/reply-lost").unwrap().lock().await.unwrap();
+    let id = holder.id().unwrap();
+
+    proxy.set_fault(Fault::DropReplies);
+    let release = tokio::spawn(guard.release());
+    eventually("the delete ran on the server", PATIENCE, || async {
+        children(&observer, "/reply-lost").await.is_empty().then_some(())
+    })
+    .await;
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap().expect("a release, not a loss");
+    assert_eq!(holder.id(), Some(id), "the same session");
+}
+
 /// A release whose delete is in flight when the connection dies (the client fails it with its
 /// own "no response from connection" error, not `ConnectionLoss`) is sent again once the
 /// connection is back: the lock is released, not left to the session's end.

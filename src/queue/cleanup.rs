@@ -64,6 +64,9 @@ impl Target {
     /// Deletes the target now, retrying connection losses with backoff. `Ok(true)` if this
     /// call deleted something, `Ok(false)` if nothing was there.
     ///
+    /// An attempt cut off by a connection loss may have run on the server: when a retry then
+    /// finds nothing, that attempt is what deleted it, and the answer is `Ok(true)`.
+    ///
     /// Connection losses end when the client reconnects or when it expires the session itself
     /// (after 7/5 of the session timeout without an answer), so the retries are bounded.
     pub(crate) async fn delete(&self, client: &zk::Client) -> Result<bool, zk::Error> {
@@ -71,7 +74,16 @@ impl Target {
             .with_min_delay(Duration::from_millis(10))
             .with_max_delay(Duration::from_secs(1))
             .without_max_times();
-        (|| self.delete_once(client)).retry(backoff).when(is_transient).await
+        let in_doubt = std::sync::atomic::AtomicBool::new(false);
+        let attempt = || async {
+            let outcome = self.delete_once(client).await;
+            if outcome.as_ref().is_err_and(is_transient) {
+                in_doubt.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            outcome
+        };
+        let deleted = attempt.retry(backoff).when(is_transient).await?;
+        Ok(deleted || in_doubt.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn delete_once(&self, client: &zk::Client) -> Result<bool, zk::Error> {
