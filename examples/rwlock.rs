@@ -67,10 +67,11 @@ async fn main() -> Result<(), BoxError> {
     });
 
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Said before, not after: the writer may hold (and say so) before the last release returns.
+    println!("early readers release");
     for (_, guard) in readers {
         guard.release().await?;
     }
-    println!("early readers released");
     writer.await??;
     late_reader.await??;
     Ok(())

@@ -52,7 +52,7 @@ fn the_rwlock_example_shares_reads_and_lets_the_writer_in_before_a_late_reader()
     assert!(!out.contains("bug!"), "{out}");
     let position = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{out}"));
     assert_eq!(out.matches(": v1: apples 3").count(), 3, "three readers read together:\n{out}");
-    assert!(position("early readers released") < position("writer holds the write lock alone"), "{out}");
+    assert!(position("early readers release") < position("writer holds the write lock alone"), "{out}");
     assert!(position("writer committed v2") < position("late reader reads"), "{out}");
     assert!(out.contains("late reader reads under token") && out.contains(": v2: apples 4"), "{out}");
 }
