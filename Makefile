@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps demo test lint doc unit bench chaos
+.PHONY: deps demo test test-under-load lint doc unit bench chaos
 
 deps:
 	@./.ci/install-deps
@@ -14,6 +14,10 @@ demo: deps
 
 ## Everything CI checks: formatting, lints, docs, and every test against real ZooKeeper.
 test: deps lint doc unit
+
+## The test suite while two CPU hogs (stress-ng) run, as on a busy machine; RUNS=N repeats it.
+test-under-load: deps
+	@./.ci/under-load
 
 lint:
 	$(CARGO) fmt --all --check
