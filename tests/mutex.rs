@@ -200,8 +200,11 @@ async fn one_release_wakes_exactly_one_waiter() {
     }
 }
 
-/// 200 acquisitions dropped at random points, before and after their create returns: no node
-/// of the session remains, and another session then acquires at once.
+/// Acquisitions dropped at every stage leave no node of the session, and another session then
+/// acquires at once. Each stage is reached on purpose: a future dropped by a zero timeout has
+/// sent its create and seen no reply (the reply cannot arrive within that first poll); one
+/// dropped after the library reported it queued has its node's name; a third group is dropped
+/// at random points around the create's reply, for breadth, with no claim on which stage it hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_acquisitions_leave_no_nodes() {
     let cluster = standalone().await;
@@ -211,16 +214,14 @@ async fn cancelled_acquisitions_leave_no_nodes() {
     let guard = Mutex::new(&holder, "/cancel").unwrap().lock().await.unwrap();
     let canceller = session(&connect, Duration::from_secs(6)).await;
     let mutex = Mutex::new(&canceller, "/cancel").unwrap();
+    const EACH: usize = 60;
 
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..200u32 {
+    for i in 0..2 * EACH {
         let mutex = mutex.clone();
-        // Zero: dropped right after the first poll sent the create; up to 5 ms: around the
-        // create's reply; 50 ms: surely queued behind the holder.
-        let after = match i % 3 {
+        let after = match i % 2 {
             0 => Duration::ZERO,
-            1 => Duration::from_micros(rand::rng().random_range(0..5_000)),
-            _ => Duration::from_millis(50),
+            _ => Duration::from_micros(rand::rng().random_range(0..5_000)),
         };
         tasks.spawn(async move { tokio::time::timeout(after, mutex.lock()).await.is_err() });
     }
@@ -228,22 +229,47 @@ async fn cancelled_acquisitions_leave_no_nodes() {
     while let Some(timed_out) = tasks.join_next().await {
         cancelled += usize::from(timed_out.unwrap());
     }
-    assert_eq!(cancelled, 200, "the lock was held throughout, so every acquisition was cancelled");
+    assert_eq!(cancelled, 2 * EACH, "the lock was held throughout, so every acquisition was cancelled");
+    let by_prefix = scheduled_cleanups("Prefix");
+    assert!(by_prefix >= EACH, "each zero-timeout drop cleans up by prefix: {by_prefix}");
+
+    // Queued, then dropped: each knows its node by name.
+    common::clear_recorded();
+    let queued: Vec<_> = (0..EACH)
+        .map(|_| {
+            tokio::spawn({
+                let mutex = mutex.clone();
+                async move { mutex.lock().await.map(drop) }
+            })
+        })
+        .collect();
+    eventually("every waiter reported itself queued", PATIENCE, || async {
+        (recorded("queued").len() >= EACH).then_some(())
+    })
+    .await;
+    queued.iter().for_each(|task| task.abort());
+    for task in queued {
+        assert!(task.await.unwrap_err().is_cancelled(), "the lock was held: nobody acquired");
+    }
+    let by_node = scheduled_cleanups("Node");
+    assert_eq!(by_node, EACH, "each queued waiter deletes its node by name");
+
     let owner = canceller.id().unwrap();
     eventually("no node of the cancelling session", PATIENCE, || async {
         children_of(&observer, "/cancel", owner).await.is_empty().then_some(())
     })
     .await;
     assert_eq!(children(&observer, "/cancel").await.len(), 1, "only the holder's node is left");
-    let scheduled = recorded("cleanup scheduled");
-    let by_prefix = scheduled.iter().filter(|e| e.field("target").is_some_and(|t| t.starts_with("Prefix"))).count();
-    let by_node = scheduled.iter().filter(|e| e.field("target").is_some_and(|t| t.starts_with("Node"))).count();
-    assert!(by_prefix > 0 && by_node > 0, "both kinds of cancellation: {by_prefix} before, {by_node} after the create");
 
     guard.release().await.unwrap();
     let other = session(&connect, TIMEOUT).await;
     let taken = Mutex::new(&other, "/cancel").unwrap().try_lock().await.unwrap();
     assert!(taken.is_some(), "another session acquires at once");
+}
+
+/// How many background cleanups were scheduled for this kind of target (`Node` or `Prefix`).
+fn scheduled_cleanups(kind: &str) -> usize {
+    recorded("cleanup scheduled").iter().filter(|e| e.field("target").is_some_and(|t| t.starts_with(kind))).count()
 }
 
 /// A timed wait on a silent connection returns close to its deadline, not after the client
