@@ -100,8 +100,15 @@ async fn proxy_faults_silence_and_restore_a_session() {
 async fn a_delayed_proxy_slows_each_round_trip_and_a_link_partitions_one_client() {
     let cluster = TestingCluster::ensemble(3).await.unwrap();
     let link = Link::start(&cluster).await.unwrap();
-    let session = common::session(&link.connect_string(), Duration::from_secs(4)).await;
+    // The session must outlive the partition's steps below even on a loaded machine (connecting
+    // a JVM-backed session there has taken seconds), so its timeout is generous; the steps wait
+    // on state changes, each bounded by the timeout and a margin, never on a fixed sleep.
+    let timeout = Duration::from_secs(10);
+    let bound = timeout + Duration::from_secs(10);
+    let session = common::session(&link.connect_string(), timeout).await;
     let client = session.client().await.unwrap();
+    // Connected before the partition: the partition is about this session, not about connecting.
+    let other = common::session(&cluster.connect_string(), timeout).await;
 
     link.set_fault(Fault::Delay(Duration::from_millis(150)));
     let started = std::time::Instant::now();
@@ -109,18 +116,17 @@ async fn a_delayed_proxy_slows_each_round_trip_and_a_link_partitions_one_client(
     // A request and its reply are each held back once: a lower bound, not a timing race.
     assert!(started.elapsed() >= Duration::from_millis(300), "took {:?}", started.elapsed());
 
-    link.set_fault(Fault::Blackhole);
     let mut states = session.states();
-    let suspended = tokio::time::timeout(Duration::from_secs(10), states.changed()).await;
+    link.set_fault(Fault::Blackhole);
+    let suspended = tokio::time::timeout(bound, states.changed()).await;
     assert_eq!(suspended, Ok(SessionState::Suspended), "cut off from every member");
     // Others still reach the ensemble directly.
-    let other = common::session(&cluster.connect_string(), Duration::from_secs(4)).await;
     other.client().await.unwrap().check_stat("/").await.unwrap();
 
     // One member reachable again is enough: the same session resumes through it.
     link.set_member_fault(2, Fault::Pass);
     link.reset_connections();
-    let resumed = tokio::time::timeout(Duration::from_secs(10), states.changed()).await;
+    let resumed = tokio::time::timeout(bound, states.changed()).await;
     assert_eq!(resumed, Ok(SessionState::Connected));
     client.check_stat("/").await.unwrap();
 }
