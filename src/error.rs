@@ -83,8 +83,12 @@ pub enum Error {
     #[error("the session is closed; create a new Session to continue")]
     SessionClosed,
 
-    /// A timed wait ended before the recipe was acquired. The contender node was withdrawn.
-    #[error("gave up waiting for {path} after {after:?}; our place in its queue was withdrawn")]
+    /// A timed wait ended before the recipe was acquired. The contender node is withdrawn: at
+    /// once, or by the session's background task if the server could not be reached then.
+    #[error(
+        "gave up waiting for {path} after {after:?}; our place in its queue is withdrawn (at once, or \
+         by the session's background task once the server can be reached)"
+    )]
     Timeout {
         /// The recipe path that was waited on.
         path: String,
@@ -110,6 +114,34 @@ pub enum Error {
         node: String,
         /// Why it counts as lost.
         reason: LossReason,
+    },
+
+    /// A contender node's data is too large for a request the server accepts.
+    #[error(
+        "the data for nodes under {path} is {size} bytes, more than the {limit} that fit in a request \
+         the server accepts (its jute.maxbuffer, less the node's path and ACLs); store less, or raise \
+         jute.maxbuffer on the servers and tell SessionBuilder::jute_max_buffer"
+    )]
+    DataTooLarge {
+        /// The recipe directory.
+        path: String,
+        /// The data's size in bytes.
+        size: usize,
+        /// The most that fits.
+        limit: usize,
+    },
+
+    /// The server dropped the connection on every create of a contender node, again and again.
+    #[error(
+        "the connection dropped on each of {attempts} creates of a node under {path}; a server does \
+         this to a request larger than its jute.maxbuffer: check the node data's size against the \
+         servers' setting (SessionBuilder::jute_max_buffer), and the servers' logs"
+    )]
+    CreateDropped {
+        /// The recipe directory.
+        path: String,
+        /// How many creates were tried.
+        attempts: usize,
     },
 
     /// The directory's sequence counter wrapped past 2^31, so node order is no longer reliable.

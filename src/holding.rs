@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 
 use tokio::time::Instant;
 use zookeeper_client as zk;
@@ -11,7 +11,7 @@ use zookeeper_client as zk;
 use crate::error::{Error, LossReason};
 use crate::queue::cleanup::Target;
 use crate::retry;
-use crate::session::{Session, SessionState, end_of};
+use crate::session::{Moment, Session, SessionState, end_of};
 use crate::token::FencingToken;
 
 /// What can be observed of a holding — its token, node and loss — cloneable, without owning
@@ -26,6 +26,24 @@ pub(crate) struct Held {
     loss: Arc<OnceLock<LossReason>>,
     /// The `recipe` label of its metrics.
     label: &'static str,
+    /// A watch on the node that the acquisition set already, for the first `lost()` to use.
+    armed: Arc<Armed>,
+}
+
+/// A watch set already, waiting to be used.
+#[derive(Default)]
+struct Armed(StdMutex<Option<NodeWatch>>);
+
+impl Armed {
+    fn take(&self) -> Option<NodeWatch> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Armed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.lock().is_ok_and(|w| w.is_some()) { "Armed(watch)" } else { "Armed(none)" })
+    }
 }
 
 impl Held {
@@ -49,8 +67,10 @@ impl Held {
             node: self.node.to_string(),
             loss: self.loss.clone(),
             label: self.label,
+            armed: self.armed.take(),
         };
         async move {
+            let mut watch = watch;
             let reason = watch.run().await;
             record_loss(&watch.loss, &watch.node, watch.label, reason)
         }
@@ -100,6 +120,8 @@ pub(crate) struct Holding {
     since: Instant,
     /// Set once `release` took over the node's deletion.
     released: bool,
+    /// Where a late duplicate of this node's create may appear, to look for it once done.
+    strays: Option<Target>,
 }
 
 impl Holding {
@@ -109,9 +131,17 @@ impl Holding {
         node: String,
         token: FencingToken,
         label: &'static str,
+        strays: Option<Target>,
     ) -> Self {
-        let held = Held { session, generation, node: node.into(), token, loss: Arc::default(), label };
-        Self { held, since: Instant::now(), released: false }
+        let armed = Arc::default();
+        let held = Held { session, generation, node: node.into(), token, loss: Arc::default(), label, armed };
+        Self { held, since: Instant::now(), released: false, strays }
+    }
+
+    /// Hands over a watch on the node that the acquisition set, so that `lost()` need not set
+    /// another.
+    pub(crate) fn reuse_watch(&mut self, watch: NodeWatch) {
+        *self.held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
     }
 
     pub(crate) fn held(&self) -> &Held {
@@ -157,6 +187,7 @@ impl Holding {
         };
         let deleted = self.target().delete(&client).await;
         self.released = true;
+        self.clean_strays();
         match deleted {
             Ok(true) => {
                 tracing::info!(node = %held.node, held_ms = self.since.elapsed().as_millis() as u64, "released");
@@ -188,10 +219,18 @@ impl Holding {
         if let Ok(client) = self.held.client() {
             self.target().send_and_schedule(&client, &self.held.session, self.held.generation);
         }
+        self.clean_strays();
     }
 
     fn target(&self) -> Target {
         Target::Node(self.held.node.to_string())
+    }
+
+    /// Deletes, in the background, any late duplicate of this node's create.
+    fn clean_strays(&mut self) {
+        if let Some(strays) = self.strays.take() {
+            strays.schedule(&self.held.session, self.held.generation);
+        }
     }
 }
 
@@ -204,6 +243,7 @@ impl Drop for Holding {
             tracing::info!(node = %self.held.node, held_ms, "released on drop");
             self.target().schedule(&self.held.session, self.held.generation);
         }
+        self.clean_strays();
     }
 }
 
@@ -228,12 +268,15 @@ struct LossWatch {
     node: String,
     loss: Arc<OnceLock<LossReason>>,
     label: &'static str,
+    /// A watch on the node set already, used before setting another.
+    armed: Option<NodeWatch>,
 }
 
-type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
+/// A watch on a node, from [`watch_node`].
+pub(crate) type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
 
-/// What the watch on our own node reported.
-enum NodeEvent {
+/// What a watch on a node reported.
+pub(crate) enum NodeEvent {
     Deleted,
     /// Its data changed (someone wrote to it): watch again.
     Changed,
@@ -242,9 +285,9 @@ enum NodeEvent {
 }
 
 impl LossWatch {
-    async fn run(&self) -> LossReason {
+    async fn run(&mut self) -> LossReason {
         let mut status = self.session.status();
-        let mut watch: Option<NodeWatch> = None;
+        let mut watch: Option<NodeWatch> = self.armed.take();
         let mut watching = true;
         loop {
             if let Some(&reason) = self.loss.get() {
@@ -284,13 +327,19 @@ impl LossWatch {
     }
 }
 
-/// Watches our own node until it is deleted or changes.
-async fn watch_node(session: Session, generation: u64, node: String) -> NodeEvent {
+/// Watches a node of the session of `generation` until it is deleted or changes (`Deleted` at
+/// once if it is gone). The exists that sets the watch is sent when the future is first polled.
+pub(crate) async fn watch_node(session: Session, generation: u64, node: String) -> NodeEvent {
     // The client is taken anew for each try and dropped before waiting, so that a pending
     // watch never keeps a closed session open.
     let watch = || async {
         let client = session.client_of(generation).ok_or(zk::Error::ClientClosed)?;
-        client.check_and_watch_stat(&node).await
+        let sent = Moment::now();
+        let reply = client.check_and_watch_stat(&node).await;
+        if retry::is_answer(&reply) {
+            session.answered(generation, sent);
+        }
+        reply
     };
     match retry::resend(watch).await {
         Ok((None, _)) => NodeEvent::Deleted,

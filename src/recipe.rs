@@ -63,6 +63,6 @@ impl Recipe {
 
     fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
         let label = crate::metrics::label(marker);
-        Spec { dir: &self.path, marker, data: &self.data, rule, label, on_queued: None }
+        Spec { dir: &self.path, marker, data: &self.data, rule, label, on_queued: None, requires: None }
     }
 }

@@ -11,13 +11,40 @@ use zookeeper_client as zk;
 const RESEND_PAUSE: Duration = Duration::from_millis(20);
 
 /// Errors after which the same request may succeed: the connection failed (whether the server
-/// ran the request is unknown) or the server asked us to slow down.
+/// ran the request is unknown), the server asked us to slow down, or the request reached a
+/// server the session had already left (`SessionMoved`: that server did not run it, and the
+/// session lives on at another).
 ///
 /// `zookeeper-client` fails the requests in flight with the connection's own error when a
 /// connection dies — `Custom` ("no response from connection in …ms", I/O errors) — not only
 /// with `ConnectionLoss`. Answers from the server always come as specific variants.
 pub(crate) fn is_transient(err: &zk::Error) -> bool {
-    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Throttled | zk::Error::Custom(_))
+    matches!(
+        err,
+        zk::Error::ConnectionLoss
+            | zk::Error::Timeout
+            | zk::Error::Throttled
+            | zk::Error::SessionMoved
+            | zk::Error::Custom(_)
+    )
+}
+
+/// Whether `outcome` is the server's answer to the request (a success or an error the server
+/// decided), which proves the server heard from the session when the request was sent.
+pub(crate) fn is_answer<T>(outcome: &Result<T, zk::Error>) -> bool {
+    match outcome {
+        Ok(_) => true,
+        Err(err) => matches!(
+            err,
+            zk::Error::NoNode
+                | zk::Error::NodeExists
+                | zk::Error::NoAuth
+                | zk::Error::BadVersion
+                | zk::Error::NotEmpty
+                | zk::Error::NoChildrenForEphemerals
+                | zk::Error::InvalidAcl
+        ),
+    }
 }
 
 /// Sends a request again after transient failures. The client expires the session itself after

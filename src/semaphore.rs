@@ -216,6 +216,7 @@ impl Semaphore {
             rule: Rule::Exclusive,
             label: "semaphore_gate",
             on_queued: None,
+            requires: None,
         };
         let Some(gate) =
             queue::acquire_in(&self.recipe.session, session.clone(), &gate, left()).await.map_err(timed_out)?
@@ -229,6 +230,10 @@ impl Semaphore {
             rule: Rule::Leases { permits: self.permits },
             label: "lease",
             on_queued: None,
+            // A lease waits for a free permit only under the gate: should someone delete the
+            // gate node, the next contender takes the gate and waits beside this one, and two
+            // lease nodes waiting for each other's permit would stall the semaphore for good.
+            requires: Some(gate.node()),
         };
         let mut holdings = Vec::with_capacity(count as usize);
         for _ in 0..count {

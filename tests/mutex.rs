@@ -165,15 +165,15 @@ async fn one_release_wakes_exactly_one_waiter() {
         })
         .await;
     }
-    // Every node but the last is watched by exactly one session (its successor), and nobody
-    // watches the directory's children.
-    let watches = eventually("every waiter watches", PATIENCE, || async {
+    // Every node but the last is watched by exactly one session besides its own (its successor),
+    // and nobody watches the directory's children.
+    let (watches, watched_by) = eventually("every waiter watches", PATIENCE, || async {
         let watches = common::watches(&cluster).await;
-        (watches.data_under("/herd").len() == WAITERS).then_some(watches)
+        let others = watches.others_under(&observer, "/herd").await;
+        (others.len() == WAITERS).then_some((watches, others))
     })
     .await;
     assert_eq!(watches.children, 0, "a child watch: {watches:#?}");
-    let watched_by = watches.data_under("/herd");
     assert!(watched_by.values().all(|&n| n == 1), "a node watched by several sessions: {watched_by:#?}");
 
     for turn in 0..WAITERS {

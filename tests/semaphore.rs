@@ -14,18 +14,18 @@ use common::{
 use rand::RngExt;
 use tokio::sync::mpsc;
 use zk_recipes::testing::TestingCluster;
-use zk_recipes::{Error, FencingToken, LossReason, Semaphore};
+use zk_recipes::{Error, FencingToken, LossReason, Semaphore, zk};
 
 const TIMEOUT: Duration = Duration::from_secs(4);
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// At most one session watches the lease set (the only child watch there is), and every
-/// internal-mutex node is watched by at most one session (its successor): one release wakes at
-/// most one waiter.
-async fn assert_no_herd(cluster: &TestingCluster, path: &str) {
+/// internal-mutex node is watched by at most one session besides its own (its successor): one
+/// release wakes at most one waiter.
+async fn assert_no_herd(cluster: &TestingCluster, observer: &zk::Client, path: &str) {
     let watches = watches(cluster).await;
     assert!(watches.children <= 1, "{} child watches: {watches:#?}", watches.children);
-    for (watched, sessions) in watches.data_under(path) {
+    for (watched, sessions) in watches.others_under(observer, path).await {
         assert!(sessions <= 1, "{watched} is watched by {sessions} sessions: {watches:#?}");
     }
 }
@@ -130,7 +130,7 @@ async fn waiters_are_served_in_arrival_order_and_only_one_watches_the_leases() {
         (watches(&cluster).await.children == 1).then_some(())
     })
     .await;
-    assert_no_herd(&cluster, "/order").await;
+    assert_no_herd(&cluster, &observer, "/order").await;
 
     for turn in 0..WAITERS {
         match held.pop() {
@@ -143,7 +143,7 @@ async fn waiters_are_served_in_arrival_order_and_only_one_watches_the_leases() {
         assert_eq!(next, turn, "the waiter that arrived next acquires next");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(acquired.try_recv().is_err(), "turn {turn}: one release, one new holder");
-        assert_no_herd(&cluster, "/order").await;
+        assert_no_herd(&cluster, &observer, "/order").await;
     }
     for waiter in WAITERS - 2..WAITERS {
         release_tx.send(waiter).unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use backon::BackoffBuilder;
 
 use super::{Term, is_final, rejoin_backoff};
-use crate::error::Error;
+use crate::error::{Error, LossReason};
 use crate::queue::Rule;
 use crate::recipe::Recipe;
 use crate::session::Session;
@@ -83,7 +83,9 @@ impl LeaderSelector {
     }
 
     /// Waits to lead, then runs `lead(term)` for the term; see the type's description. Without
-    /// auto-requeue it returns after one term; with it, it runs term after term.
+    /// auto-requeue it returns after one term; with it, it runs term after term. Should someone
+    /// delete the node it waits with, it queues again with a new one (it never leads with a
+    /// node that is gone).
     ///
     /// # Errors
     ///
@@ -107,6 +109,11 @@ impl LeaderSelector {
         let mut delays = backoff.build();
         loop {
             let outcome = match self.recipe.wait(MARKER, Rule::Exclusive, None).await {
+                // Someone deleted our waiting node: we never led, so queue again, at once.
+                Err(Error::Lost { reason: LossReason::NodeDeleted, node }) => {
+                    tracing::info!(%node, "our waiting node was deleted by someone else; queueing again");
+                    continue;
+                }
                 Ok(holding) => {
                     delays = backoff.build();
                     let lost = holding.lost();

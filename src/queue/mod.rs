@@ -10,6 +10,8 @@ pub(crate) mod cleanup;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use tokio::time::Instant;
 use tracing::Instrument;
 use zookeeper_client as zk;
@@ -18,10 +20,10 @@ pub(crate) use self::children::Rule;
 use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
 use crate::error::{Error, LossReason};
-use crate::holding::Holding;
+use crate::holding::{Holding, NodeEvent, NodeWatch, watch_node};
 use crate::metrics;
 use crate::retry::{self, is_transient};
-use crate::session::{Session, SessionState};
+use crate::session::{Moment, Session, SessionState};
 use crate::token::FencingToken;
 
 /// How often a create may meet a missing directory (reaped between our `mkdir` and create)
@@ -30,6 +32,10 @@ const MAX_PARENT_ATTEMPTS: usize = 5;
 /// How long a timed-out acquisition waits for its node's deletion before leaving it to the
 /// background cleanup and returning.
 const WITHDRAW_BOUND: Duration = Duration::from_secs(1);
+/// How many creates of one attempt in a row may end in a connection loss before giving up. A
+/// server drops the connection on a request larger than its `jute.maxbuffer`, at once, every
+/// time; ordinary connection losses rarely cut off several creates of one attempt in a row.
+const MAX_CREATE_LOSSES: usize = 10;
 
 /// What a recipe contends for: a directory and the node name it writes there.
 pub(crate) struct Spec<'a> {
@@ -43,6 +49,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) label: &'static str,
     /// Called once the contender's node is in the queue (a leader latch reports it joined).
     pub(crate) on_queued: Option<&'a (dyn Fn() + Send + Sync)>,
+    /// Another node this contender may wait only while it exists (a semaphore's lease waits
+    /// under its gate node): if it is deleted meanwhile, the attempt fails.
+    pub(crate) requires: Option<&'a str>,
 }
 
 /// How long an acquisition may wait.
@@ -88,6 +97,14 @@ async fn acquire_within(
         node = tracing::field::Empty,
         token = tracing::field::Empty,
     );
+    if let Some(limit) = session.data_limit(spec.dir, spec.marker)
+        && spec.data.len() > limit
+    {
+        return Err(Error::DataTooLarge { path: spec.dir.to_owned(), size: spec.data.len(), limit });
+    }
+    // A zero timeout looks once, as Curator's `acquire(0)` does: a free lock is taken.
+    let once = matches!(patience, Patience::For(allowed) if allowed.is_zero());
+    let patience = if once { Patience::None } else { patience };
     let mut attempt = None;
     let started = Instant::now();
     let contend = contend(session, pinned, spec, patience, &mut attempt);
@@ -96,15 +113,22 @@ async fn acquire_within(
             Ok(outcome) => outcome,
             Err(_) => Err(Error::Timeout { path: spec.dir.to_owned(), after: allowed }),
         },
-        Patience::Forever | Patience::None => contend.instrument(span.clone()).await,
+        // One look at the queue needs the server: while it cannot be reached, say so within
+        // the connect timeout rather than wait for the connection to come back.
+        Patience::None => match tokio::time::timeout(session.connect_timeout(), contend).instrument(span.clone()).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(session.unreachable()),
+        },
+        Patience::Forever => contend.instrument(span.clone()).await,
     };
     let result = match (outcome, attempt) {
         (Ok(true), Some(attempt)) => Ok(Some(attempt.into_holding())),
         (Ok(_), Some(attempt)) => {
             attempt.abandon();
-            Ok(None)
+            if once { Err(Error::Timeout { path: spec.dir.to_owned(), after: Duration::ZERO }) } else { Ok(None) }
         }
-        (Err(err @ Error::Timeout { .. }), Some(attempt)) => {
+        (Err(err @ (Error::Timeout { .. } | Error::Unreachable { .. })), Some(attempt)) => {
             // Withdraw before reporting, so that a caller who gives up leaves nothing behind.
             attempt.withdraw().instrument(span).await;
             Err(err)
@@ -145,9 +169,17 @@ async fn contend<'s>(
         queued();
     }
     match patience {
-        Patience::None => attempt.may_proceed(&children),
+        Patience::None => attempt.may_proceed(children).await,
         Patience::Forever | Patience::For(_) => attempt.wait(children).await.map(|()| true),
     }
+}
+
+/// What a wait on the node ahead saw first.
+enum Change {
+    /// The watch on our own node fired.
+    Own(NodeEvent),
+    /// The node ahead changed so (or was gone already: `NodeDeleted`).
+    Ahead(zk::EventType),
 }
 
 /// Where an attempt's node stands, which decides what cleanup it needs.
@@ -174,15 +206,26 @@ struct Attempt<'s> {
     /// Curator's protected prefix `_c_<uuid>-`, which lets a lost create be found again.
     prefix: String,
     node: Node,
+    /// Whether a create was sent again with the same prefix after a lost reply: then a late
+    /// duplicate may still appear, and cleanup goes by prefix.
+    resent: bool,
     /// Known once the node exists and the directory's epoch has been read.
     token: Option<FencingToken>,
     /// The node's `ephemeralOwner` as the server reported it (create reply or `exists`).
     owner: Option<i64>,
+    /// A watch on our own node, set when the attempt first waits on another node.
+    own_watch: Option<NodeWatch>,
+    /// The node this attempt requires (`Spec::requires`) and, while waiting, a watch on it.
+    requires: Option<(String, Option<NodeWatch>)>,
+    /// The client's connection state, marked seen just before each request whose answer
+    /// showed our node: whether a reconnection happened since (see [`Attempt::wait`]).
+    seen_on: zk::StateWatcher,
     started: Instant,
 }
 
 impl<'s> Attempt<'s> {
     fn new(session: &'s Session, client: zk::Client, generation: u64, spec: &Spec<'_>) -> Self {
+        let seen_on = client.state_watcher();
         Self {
             session,
             client,
@@ -193,8 +236,12 @@ impl<'s> Attempt<'s> {
             label: spec.label,
             prefix: protected_prefix(),
             node: Node::Unsent,
+            resent: false,
             token: None,
             owner: None,
+            own_watch: None,
+            requires: spec.requires.map(|path| (path.to_owned(), None)),
+            seen_on,
             started: Instant::now(),
         }
     }
@@ -206,6 +253,7 @@ impl<'s> Attempt<'s> {
     /// node, and an uncontended acquisition costs a single round trip.
     async fn enqueue(&mut self, data: &[u8]) -> Result<Vec<String>, Error> {
         let mut missing_parents = 0;
+        let mut connection_losses = 0;
         loop {
             // Recovery may have changed the prefix.
             let path = format!("{}/{}{}", self.dir, self.prefix, self.marker);
@@ -213,9 +261,13 @@ impl<'s> Attempt<'s> {
             self.node = Node::Sent;
             let acls = self.session.acls();
             let options = zk::CreateMode::EphemeralSequential.with_acls(acls);
+            self.mark_seen();
+            let sent = Moment::now();
             let create = self.client.create(&path, data, &options);
             let list = self.client.get_children(&self.dir);
             let (created, listed) = tokio::join!(create, list);
+            self.witness(sent, &created);
+            self.witness(sent, &listed);
             match created {
                 Ok((stat, sequence)) => {
                     self.owner = Some(stat.ephemeral_owner);
@@ -245,9 +297,17 @@ impl<'s> Attempt<'s> {
                     self.make_parents().await?;
                 }
                 Err(err) if is_transient(&err) => {
+                    connection_losses += 1;
+                    if connection_losses > MAX_CREATE_LOSSES {
+                        // What a server does to a request larger than its `jute.maxbuffer`.
+                        return Err(Error::CreateDropped { path: self.dir.clone(), attempts: connection_losses });
+                    }
                     if let Some(children) = self.recover().await? {
                         return Ok(children);
                     }
+                    // Created again with the same prefix, so that should the lost create still
+                    // land, the cleanup by prefix finds it.
+                    self.resent = true;
                 }
                 Err(err) => {
                     // Rejected by the server (no permission, bad ACL...): nothing was created.
@@ -270,18 +330,20 @@ impl<'s> Attempt<'s> {
 
     /// Creates the missing directory and its missing ancestors as CONTAINER nodes, which the
     /// server deletes once they have been used and are empty again (as Curator does).
-    async fn make_parents(&self) -> Result<(), Error> {
+    async fn make_parents(&mut self) -> Result<(), Error> {
         let options = zk::CreateMode::Container.with_acls(self.session.acls());
         let (client, dir) = (&self.client, self.dir.as_str());
-        resend(dir, || client.mkdir(dir, &options)).await
+        send(self.session, self.generation, dir, || client.mkdir(dir, &options)).await
     }
 
     /// After a create whose reply was lost: finds the node by our protected prefix and adopts
     /// it if this session owns it. `None` means no node of ours exists, so create again — with
     /// the same prefix, so that should the lost create still land, `remove_strays` finds it.
     async fn recover(&mut self) -> Result<Option<Vec<String>>, Error> {
+        self.mark_seen();
         let (client, dir) = (&self.client, self.dir.as_str());
-        let Some((children, stat)) = resend(dir, || synced_children(client, dir)).await? else {
+        let Some((children, stat)) = send(self.session, self.generation, dir, || synced_children(client, dir)).await?
+        else {
             tracing::debug!("the create did not happen before the connection loss; creating again");
             self.node = Node::Unsent;
             return Ok(None);
@@ -290,7 +352,9 @@ impl<'s> Attempt<'s> {
         let prefix = self.prefix.clone();
         for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{dir}/{child}");
-            let owner = resend(&path, || client.check_stat(&path)).await?.map(|s| s.ephemeral_owner);
+            let owner = send(self.session, self.generation, &path, || client.check_stat(&path))
+                .await?
+                .map(|s| s.ephemeral_owner);
             // CURATOR-604: a node of an earlier session may still be listed; never adopt it.
             if owner == Some(own) {
                 let sequence = match parse(child) {
@@ -309,6 +373,7 @@ impl<'s> Attempt<'s> {
                 // Not ours, yet it carries our prefix: never touch it, and stop using the prefix.
                 tracing::warn!(child, "a node of another session carries this attempt's prefix");
                 self.prefix = protected_prefix();
+                self.resent = false;
             }
         }
         tracing::debug!("the create did not happen before the connection loss; creating again");
@@ -316,15 +381,37 @@ impl<'s> Attempt<'s> {
         Ok(None)
     }
 
-    /// Whether the rule lets this attempt proceed now.
-    fn may_proceed(&self, children: &[String]) -> Result<bool, Error> {
-        let queue = self.queue(children)?;
-        let position = self.position(&queue)?;
-        let proceed = self.rule.decide(&queue, position) == Decision::Proceed;
-        if proceed {
-            self.check_owner()?;
+    /// Whether the rule lets this attempt proceed now, deciding once (after renewing the proof
+    /// of liveness if it had run out).
+    async fn may_proceed(&mut self, mut children: Vec<String>) -> Result<bool, Error> {
+        loop {
+            let queue = self.queue(&children)?;
+            let position = self.position(&queue)?;
+            self.remove_strays(&queue);
+            if self.rule.decide(&queue, position) != Decision::Proceed {
+                return Ok(false);
+            }
+            drop(queue);
+            if self.grant().await? {
+                return Ok(true);
+            }
+            children = self.list().await?;
         }
-        Ok(proceed)
+    }
+
+    /// Whether this attempt, which the rule lets proceed, may be handed out as a holder now: its
+    /// node is this session's, and the session is proven to live. If the proof had run out —
+    /// after a silence the session survived, the events of the reconnection can arrive before
+    /// the answers that renew it — waits until it is renewed and returns `false`: the caller
+    /// then looks at the queue again, since our node may have gone meanwhile.
+    async fn grant(&mut self) -> Result<bool, Error> {
+        self.check_owner()?;
+        if self.session.proven_until(self.generation).is_some_and(|until| !until.has_passed()) {
+            return Ok(true);
+        }
+        tracing::debug!("may proceed, but the proof of liveness ran out; waiting for it to be renewed");
+        self.session.proven(self.generation).await.map_err(ended)?;
+        Ok(false)
     }
 
     /// Proceeds only with a node the server said this session owns — the check whose absence
@@ -342,6 +429,14 @@ impl<'s> Attempt<'s> {
     }
 
     /// Waits until the rule lets this attempt proceed, watching only what it depends on.
+    ///
+    /// Our own node can be deleted by anyone at any moment, and then we must never proceed.
+    /// A listing shows whether it is there; the shortcut that proceeds on the head's deletion
+    /// without listing relies instead on a watch on our own node, set in the same flight as
+    /// the first watch on the node ahead: ZooKeeper delivers one connection's events in the
+    /// order of the changes, so a deletion of our node before the head's arrives first. Across
+    /// a reconnection that order is lost (the server reports what changed meanwhile in any
+    /// order), so after one the shortcut lists instead.
     async fn wait(&mut self, mut children: Vec<String>) -> Result<(), Error> {
         let mut last_position = None;
         // A children watch set by the listing that produced `children`.
@@ -352,9 +447,14 @@ impl<'s> Attempt<'s> {
             self.remove_strays(&queue);
             let decision = self.rule.decide(&queue, position);
             if decision == Decision::Proceed {
-                self.check_owner()?;
-                tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
-                return Ok(());
+                drop(queue);
+                if self.grant().await? {
+                    tracing::debug!(position, waited_ms = self.started.elapsed().as_millis() as u64, "may proceed");
+                    return Ok(());
+                }
+                children = self.list().await?;
+                watched = None;
+                continue;
             }
             if last_position != Some(position) {
                 tracing::debug!(position, waiting_on = ?decision, "queued");
@@ -366,15 +466,17 @@ impl<'s> Attempt<'s> {
                     let next_in_line = self.rule.proceeds_when_head_leaves(&queue, position, on);
                     drop(queue);
                     let deleted = self.wait_for_change(&ahead).await?;
-                    if deleted && next_in_line {
-                        self.check_owner()?;
-                        tracing::debug!(
-                            waited_ms = self.started.elapsed().as_millis() as u64,
-                            "may proceed: the head left"
-                        );
-                        return Ok(());
+                    if deleted && next_in_line && self.still_ours()? {
+                        if self.grant().await? {
+                            tracing::debug!(
+                                waited_ms = self.started.elapsed().as_millis() as u64,
+                                "may proceed: the head left"
+                            );
+                            return Ok(());
+                        }
+                    } else {
+                        tracing::debug!(position, "list contenders");
                     }
-                    tracing::debug!(position, "list contenders");
                     self.list().await?
                 }
                 Decision::WaitForChildren => {
@@ -394,7 +496,7 @@ impl<'s> Attempt<'s> {
                             watcher
                         }
                     };
-                    self.until_fired(watcher).await?;
+                    self.until_children_change(watcher).await?;
                     tracing::debug!(position, "list contenders");
                     // One request per wake-up: the new list arrives with the next watch.
                     let (now, watcher) = self.list_and_watch().await?;
@@ -406,6 +508,133 @@ impl<'s> Attempt<'s> {
         }
     }
 
+    /// Waits until the node at `ahead` changes or goes; `true` if it was deleted (or was gone
+    /// already). Watches our own node too, from the first call on (both watches go out in one
+    /// flight): fails with [`Error::Lost`] if it is deleted meanwhile, and returns `false` if it
+    /// changed otherwise, so that the caller lists again.
+    async fn wait_for_change(&mut self, ahead: &str) -> Result<bool, Error> {
+        if self.own_watch.is_none() {
+            self.mark_seen();
+            self.own_watch = Some(Box::pin(watch_node(self.session.clone(), self.generation, self.own_path())));
+        }
+        let (session, generation) = (self.session, self.generation);
+        let outcome = {
+            let client = &self.client;
+            // A data watch, not an exists watch: on a node that is already gone it leaves no watch
+            // behind (Curator TN9).
+            let watch = || async move {
+                match client.get_and_watch_data(ahead).await {
+                    Ok((_, _, watcher)) => Ok(Some(watcher)),
+                    Err(zk::Error::NoNode) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            };
+            let own = self.own_watch.as_mut().expect("armed above");
+            // Polled together, our node's first, so that the exists on it and the getData on the
+            // node ahead go out back to back: should the node ahead be gone already, our node's
+            // fate before that is known by then, as its answer came first.
+            let ahead_watch = std::pin::pin!(resend(ahead, watch));
+            match futures_util::future::select(own.as_mut(), ahead_watch).await {
+                Either::Left((event, _)) => Change::Own(event),
+                Either::Right((Err(err), _)) => return Err(err),
+                Either::Right((Ok(None), _)) => Change::Ahead(zk::EventType::NodeDeleted),
+                Either::Right((Ok(Some(watcher)), own)) => tokio::select! {
+                    biased;
+                    event = own => Change::Own(event),
+                    fired = until_fired(session, generation, watcher) => Change::Ahead(fired?),
+                },
+            }
+        };
+        match outcome {
+            Change::Own(event) => self.own_changed(event),
+            Change::Ahead(event) => Ok(event == zk::EventType::NodeDeleted),
+        }
+    }
+
+    /// Handles an event of the watch on our own node: a deletion is the end of this attempt;
+    /// anything else (someone wrote to it) means re-arming the watch and looking again.
+    fn own_changed(&mut self, event: NodeEvent) -> Result<bool, Error> {
+        self.own_watch = None;
+        match event {
+            NodeEvent::Deleted => {
+                tracing::warn!(node = %self.own_path(), "our node was deleted by someone else while waiting");
+                Err(Error::Lost { node: self.own_path(), reason: LossReason::NodeDeleted })
+            }
+            NodeEvent::Changed => Ok(false),
+            NodeEvent::SessionEnded => {
+                Err(ended(self.session.ended(self.generation).unwrap_or(LossReason::SessionExpired)))
+            }
+        }
+    }
+
+    /// Whether our node is known to exist still, for the shortcut that proceeds without
+    /// listing: its watch has not fired, and no reconnection happened since the request whose
+    /// answer last showed it. `Ok(false)` means: list to find out.
+    fn still_ours(&mut self) -> Result<bool, Error> {
+        if let Some(event) = self.own_watch.as_mut().and_then(|own| own.as_mut().now_or_never()) {
+            return self.own_changed(event);
+        }
+        let reconnected = self.seen_on.changed().now_or_never().is_some();
+        if reconnected {
+            tracing::debug!("the head left, but the connection changed since our node was seen: listing");
+        }
+        Ok(!reconnected)
+    }
+
+    /// Marks the client's current connection as the one the next request goes out on.
+    fn mark_seen(&mut self) {
+        self.seen_on.state();
+    }
+
+    /// Returns once `watcher` (on the directory's children) fired, watching the node this
+    /// attempt requires too: fails if that node is deleted, or if the session ends.
+    async fn until_children_change(&mut self, watcher: zk::OneshotWatcher) -> Result<(), Error> {
+        let (session, generation) = (self.session, self.generation);
+        let Some((path, required)) = &mut self.requires else {
+            return until_fired(session, generation, watcher).await.map(drop);
+        };
+        let node = path.clone();
+        let required = required.get_or_insert_with(|| Box::pin(watch_node(session.clone(), generation, node.clone())));
+        let event = tokio::select! {
+            biased;
+            event = required.as_mut() => event,
+            fired = until_fired(session, generation, watcher) => return fired.map(drop),
+        };
+        // Watched again on the next wait, should there be one.
+        if let Some((_, required)) = &mut self.requires {
+            *required = None;
+        }
+        match event {
+            NodeEvent::Deleted => {
+                tracing::warn!(%node, "the node this attempt waits under was deleted by someone else");
+                Err(Error::Lost { node, reason: LossReason::NodeDeleted })
+            }
+            // Someone wrote to it: the listing after this wake-up shows nothing new.
+            NodeEvent::Changed => Ok(()),
+            NodeEvent::SessionEnded => Err(ended(session.ended(generation).unwrap_or(LossReason::SessionExpired))),
+        }
+    }
+
+    async fn list_and_watch(&mut self) -> Result<(Vec<String>, zk::OneshotWatcher), Error> {
+        self.mark_seen();
+        send(self.session, self.generation, &self.dir, || self.client.list_and_watch_children(&self.dir)).await
+    }
+
+    async fn list(&mut self) -> Result<Vec<String>, Error> {
+        self.mark_seen();
+        send(self.session, self.generation, &self.dir, || self.client.list_children(&self.dir)).await
+    }
+
+    async fn list_with_stat(&mut self) -> Result<(Vec<String>, zk::Stat), Error> {
+        self.mark_seen();
+        send(self.session, self.generation, &self.dir, || self.client.get_children(&self.dir)).await
+    }
+
+    /// Counts an answer to a request sent at `sent` as evidence that the session lives.
+    fn witness<T>(&self, sent: Moment, reply: &Result<T, zk::Error>) {
+        witness(self.session, self.generation, sent, reply);
+    }
+
     fn queue<'c>(&self, children: &'c [String]) -> Result<Queue<'c>, Error> {
         Queue::new(children).map_err(|WrappedChild(child)| Error::SequenceOverflow { path: self.dir.clone(), child })
     }
@@ -414,9 +643,18 @@ impl<'s> Attempt<'s> {
         let Node::Created { name } = &self.node else {
             unreachable!("positions are looked up only after the create succeeded")
         };
-        queue
-            .position(name)
-            .ok_or_else(|| Error::Lost { node: format!("{}/{name}", self.dir), reason: LossReason::NodeDeleted })
+        queue.position(name).ok_or_else(|| {
+            tracing::warn!(node = %self.own_path(), "our node is gone from the queue: deleted by someone else");
+            Error::Lost { node: format!("{}/{name}", self.dir), reason: LossReason::NodeDeleted }
+        })
+    }
+
+    /// The full path of our node, once created.
+    fn own_path(&self) -> String {
+        match &self.node {
+            Node::Created { name } => format!("{}/{name}", self.dir),
+            Node::Unsent | Node::Sent => unreachable!("only a created node is watched or looked up"),
+        }
     }
 
     /// A second node with our prefix can only be a create of this attempt that the server ran
@@ -427,51 +665,6 @@ impl<'s> Attempt<'s> {
             tracing::warn!(stray = stray.name, "deleting a duplicate node of this acquisition");
             Target::Node(format!("{}/{}", self.dir, stray.name)).schedule(self.session, self.generation);
         }
-    }
-
-    /// Returns once `path` changed or is gone; fails once the session ended (so that a closed
-    /// session is not kept open by this attempt's client).
-    /// Waits until the node at `path` changes; `true` if it was deleted (or was gone already).
-    async fn wait_for_change(&self, path: &str) -> Result<bool, Error> {
-        let client = &self.client;
-        // A data watch, not an exists watch: on a node that is already gone it leaves no watch
-        // behind (Curator TN9).
-        let watch = || async move {
-            match client.get_and_watch_data(path).await {
-                Ok((_, _, watcher)) => Ok(Some(watcher)),
-                Err(zk::Error::NoNode) => Ok(None),
-                Err(err) => Err(err),
-            }
-        };
-        let Some(watcher) = resend(path, watch).await? else { return Ok(true) };
-        Ok(self.until_fired(watcher).await? == zk::EventType::NodeDeleted)
-    }
-
-    /// Returns once `watcher` fired, with the event's type; fails if it reports or the session
-    /// reports the session's end.
-    async fn until_fired(&self, watcher: zk::OneshotWatcher) -> Result<zk::EventType, Error> {
-        let event = tokio::select! {
-            event = watcher.changed() => event,
-            reason = self.session.until_ended(self.generation) => return Err(ended(reason)),
-        };
-        match (event.event_type, event.session_state) {
-            (zk::EventType::Session, zk::SessionState::Expired) => Err(Error::SessionExpired),
-            (zk::EventType::Session, zk::SessionState::Closed) => Err(Error::SessionClosed),
-            (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
-            (event_type, _) => Ok(event_type),
-        }
-    }
-
-    async fn list_and_watch(&self) -> Result<(Vec<String>, zk::OneshotWatcher), Error> {
-        resend(&self.dir, || self.client.list_and_watch_children(&self.dir)).await
-    }
-
-    async fn list(&self) -> Result<Vec<String>, Error> {
-        resend(&self.dir, || self.client.list_children(&self.dir)).await
-    }
-
-    async fn list_with_stat(&self) -> Result<(Vec<String>, zk::Stat), Error> {
-        resend(&self.dir, || self.client.get_children(&self.dir)).await
     }
 
     /// The acquisition succeeded: the node now belongs to a holder.
@@ -485,10 +678,15 @@ impl<'s> Attempt<'s> {
             %node, %token, session_id = %self.client.session_id(),
             waited_ms = self.started.elapsed().as_millis() as u64, "acquired"
         );
-        Holding::new(self.session.clone(), self.generation, node, token, self.label)
+        // A late duplicate of a resent create is looked for again once the holding ends.
+        let strays = self.resent.then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
+        let mut holding = Holding::new(self.session.clone(), self.generation, node, token, self.label, strays);
+        if let Some(own) = self.own_watch.take() {
+            holding.reuse_watch(own);
+        }
+        holding
     }
 
-    /// Gives up without waiting for the cleanup.
     /// Gives up without waiting: the delete is sent at once, so the server runs it before
     /// anything this session sends next — a following try on the same session never finds
     /// this node ahead of its own.
@@ -515,9 +713,13 @@ impl<'s> Attempt<'s> {
     }
 
     fn cleanup_target(&self) -> Option<Target> {
+        let by_prefix = || Some(Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
         match &self.node {
+            Node::Unsent if self.resent => by_prefix(),
             Node::Unsent => None,
-            Node::Sent => Some(Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() }),
+            Node::Sent => by_prefix(),
+            // A resent create may still land as a second node: delete whatever has our prefix.
+            Node::Created { .. } if self.resent => by_prefix(),
             Node::Created { name } => Some(Target::Node(format!("{}/{name}", self.dir))),
         }
     }
@@ -555,6 +757,21 @@ pub(crate) async fn contenders(client: &zk::Client, dir: &str) -> Result<Vec<(St
     Ok(listed)
 }
 
+/// Returns once `watcher` fired, with the event's type; fails if it reports, or the session
+/// reports, the end of the session of `generation`.
+async fn until_fired(session: &Session, generation: u64, watcher: zk::OneshotWatcher) -> Result<zk::EventType, Error> {
+    let event = tokio::select! {
+        event = watcher.changed() => event,
+        reason = session.until_ended(generation) => return Err(ended(reason)),
+    };
+    match (event.event_type, event.session_state) {
+        (zk::EventType::Session, zk::SessionState::Expired) => Err(Error::SessionExpired),
+        (zk::EventType::Session, zk::SessionState::Closed) => Err(Error::SessionClosed),
+        (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
+        (event_type, _) => Ok(event_type),
+    }
+}
+
 /// The error for an attempt whose ZooKeeper session ended.
 fn ended(reason: LossReason) -> Error {
     match reason {
@@ -572,6 +789,32 @@ fn protected_prefix() -> String {
 fn epoch(dir: &zk::Stat) -> u64 {
     // A zxid is (leader epoch << 32 | counter), both non-negative.
     dir.czxid as u64
+}
+
+/// Sends a request with [`resend`], counting each answer as evidence that the session of
+/// `generation` lives.
+async fn send<T, F, Fut>(session: &Session, generation: u64, path: &str, mut request: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, zk::Error>>,
+{
+    resend(path, || {
+        let sent = Moment::now();
+        let reply = request();
+        async move {
+            let reply = reply.await;
+            witness(session, generation, sent, &reply);
+            reply
+        }
+    })
+    .await
+}
+
+/// Counts an answer to a request sent at `sent` as evidence that the session lives.
+fn witness<T>(session: &Session, generation: u64, sent: Moment, reply: &Result<T, zk::Error>) {
+    if retry::is_answer(reply) {
+        session.answered(generation, sent);
+    }
 }
 
 /// [`retry::resend`], with errors reported for `path`.

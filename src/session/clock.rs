@@ -31,8 +31,9 @@ impl Moment {
 impl Add<Duration> for Moment {
     type Output = Self;
 
+    /// Saturates: a moment too far away to count to is as good as never.
     fn add(self, duration: Duration) -> Self {
-        Self(self.0 + duration)
+        Self(self.0.saturating_add(duration))
     }
 }
 

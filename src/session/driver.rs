@@ -12,12 +12,8 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use zookeeper_client as zk;
 
-use super::{Background, Moment, SessionState, Shared};
+use super::{Background, Moment, SessionState, Shared, liveness};
 use crate::error::Error;
-
-/// Heartbeats per session timeout. Above the client's own ping rate (one per 3/20 of the
-/// timeout when idle), so the heartbeats replace the pings rather than add to them.
-const HEARTBEATS_PER_TIMEOUT: u32 = 8;
 
 /// Everything needed to establish a ZooKeeper session, again after expiry.
 #[derive(Debug)]
@@ -26,6 +22,7 @@ pub(super) struct ConnectConfig {
     pub(super) session_timeout: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) liveness_margin: Duration,
+    pub(super) jute_max_buffer: usize,
     pub(super) digest: Option<(String, String)>,
     pub(super) acls: Vec<zk::Acl>,
 }
@@ -48,12 +45,6 @@ impl ConnectConfig {
         }
     }
 
-    /// How long after a request's send time the server provably keeps the session: the
-    /// session timeout, less 2 % for clock-rate differences, less the configured margin.
-    pub(super) fn proof_window(&self, timeout: Duration) -> Duration {
-        timeout.saturating_sub(timeout / 50 + self.liveness_margin)
-    }
-
     pub(super) fn acls(&self) -> zk::Acls<'_> {
         zk::Acls::new(&self.acls)
     }
@@ -69,12 +60,10 @@ enum End {
     Rejected,
 }
 
-type Answer = Pin<Box<dyn Future<Output = Result<Option<zk::Stat>, zk::Error>> + Send>>;
-
 /// An outstanding heartbeat request and when it was sent.
-struct Heartbeat {
+struct Heartbeat<'c> {
     sent: Moment,
-    answer: Answer,
+    answer: Pin<Box<dyn Future<Output = Result<(), zk::Error>> + Send + 'c>>,
 }
 
 pub(super) struct Driver {
@@ -113,13 +102,14 @@ impl Driver {
                         return;
                     };
                     generation += 1;
-                    if self.shared.config.proof_window(next.session_timeout()).is_zero() {
+                    let timeout = next.session_timeout();
+                    if liveness::reach(timeout, self.shared.config.liveness_margin).is_zero() {
                         tracing::error!(
-                            timeout = ?next.session_timeout(), margin = ?self.shared.config.liveness_margin,
-                            "the liveness margin leaves nothing of the new session's timeout: every guard will be reported lost"
+                            ?timeout, margin = ?self.shared.config.liveness_margin,
+                            "the liveness margin leaves no proof within the new session's timeout: every guard will be reported lost"
                         );
                     }
-                    self.shared.prove(generation, started, next.session_timeout());
+                    self.shared.begin(generation, timeout, started);
                     self.shared.publish(SessionState::Connected, generation, Some(next.clone()));
                     client = next;
                 }
@@ -129,11 +119,12 @@ impl Driver {
     }
 
     async fn serve(&mut self, client: &zk::Client, generation: u64) -> End {
-        let timeout = client.session_timeout();
         let mut states = client.state_watcher();
-        let mut beats = tokio::time::interval(timeout / HEARTBEATS_PER_TIMEOUT);
+        // The client's own pings (after 3/20 of the timeout without sending) are not needed
+        // beside heartbeats this frequent, and do not happen.
+        let mut beats = tokio::time::interval(liveness::heartbeat_period(client.session_timeout()));
         beats.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut beat: Option<Heartbeat> = None;
+        let mut beat: Option<Heartbeat<'_>> = None;
         let mut announced = None;
         let mut state = client.state();
         loop {
@@ -156,14 +147,14 @@ impl Driver {
                 (sent, answer) = answered(&mut beat) => {
                     beat = None;
                     if answer.is_ok() {
-                        self.shared.prove(generation, sent, timeout);
+                        self.shared.answered(generation, sent, true);
                     }
                 }
                 _ = beats.tick() => {
                     announced = self.shared.announce_lapse(generation, announced);
                     if beat.is_none() {
-                        // Any answered request proves the server heard from us; "/" always exists.
-                        beat = Some(Heartbeat { sent: Moment::now(), answer: Box::pin(client.check_stat("/")) });
+                        // Only the leader can cause a sync's answer: see liveness.rs.
+                        beat = Some(Heartbeat { sent: Moment::now(), answer: Box::pin(client.sync("/")) });
                     }
                 }
                 request = self.requests.recv() => match request {
@@ -229,7 +220,7 @@ impl Driver {
 }
 
 /// Resolves when the outstanding heartbeat is answered; never while there is none.
-async fn answered(beat: &mut Option<Heartbeat>) -> (Moment, Result<Option<zk::Stat>, zk::Error>) {
+async fn answered(beat: &mut Option<Heartbeat<'_>>) -> (Moment, Result<(), zk::Error>) {
     match beat {
         Some(beat) => (beat.sent, beat.answer.as_mut().await),
         None => std::future::pending().await,

@@ -3,6 +3,7 @@
 
 mod clock;
 mod driver;
+mod liveness;
 
 use std::fmt;
 use std::future::Future;
@@ -15,10 +16,13 @@ use zookeeper_client as zk;
 
 pub(crate) use self::clock::Moment;
 use self::driver::{ConnectConfig, Driver};
+use self::liveness::Liveness;
 use crate::error::{Error, LossReason};
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// ZooKeeper's default `jute.maxbuffer`: the largest request a server accepts, in bytes.
+const DEFAULT_JUTE_MAX_BUFFER: usize = 0xfffff;
 
 /// The state of a [`Session`].
 #[non_exhaustive]
@@ -70,10 +74,10 @@ pub(crate) fn end_of(status: &Status, generation: u64) -> Option<LossReason> {
 }
 
 /// The latest moment until which the server provably keeps the session of a generation.
-#[derive(Debug, Clone, Copy)]
-struct Proof {
-    generation: u64,
-    until: Moment,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proof {
+    pub(crate) generation: u64,
+    pub(crate) until: Moment,
 }
 
 /// State shared by the handles and the driver task.
@@ -81,10 +85,21 @@ struct Proof {
 pub(crate) struct Shared {
     config: ConnectConfig,
     status: watch::Sender<Status>,
-    proof: StdMutex<Proof>,
+    /// The evidence of the current ZooKeeper session, and its generation.
+    liveness: StdMutex<(u64, Liveness)>,
+    /// What `liveness` proves, for those who wait for the proof to grow.
+    proof: watch::Sender<Proof>,
 }
 
 impl Shared {
+    fn new(config: ConnectConfig, status: Status, timeout: Duration, created: Moment) -> Self {
+        let liveness = Liveness::new(timeout, config.liveness_margin, created);
+        let proof = Proof { generation: status.generation, until: liveness.until() };
+        let (status, _) = watch::channel(status);
+        let (proof_tx, _) = watch::channel(proof);
+        Self { config, status, liveness: StdMutex::new((proof.generation, liveness)), proof: proof_tx }
+    }
+
     fn publish(&self, state: SessionState, generation: u64, client: Option<zk::Client>) {
         let id = client.as_ref().map(|c| c.session_id());
         tracing::info!(servers = %self.config.servers, ?state, generation, session_id = ?id, "session state");
@@ -99,22 +114,36 @@ impl Shared {
     /// Wakes everyone watching the status if the proof of `generation` has run out since
     /// `announced`; returns the deadline announced.
     fn announce_lapse(&self, generation: u64, announced: Option<Moment>) -> Option<Moment> {
-        let proof = *self.proof.lock().unwrap_or_else(|e| e.into_inner());
+        let proof = *self.proof.borrow();
         if proof.generation == generation && proof.until.has_passed() && announced != Some(proof.until) {
-            tracing::warn!(generation, "no answer from ZooKeeper within the session timeout");
+            tracing::warn!(generation, "no proof from ZooKeeper that the session lives: the last one ran out");
             self.status.send_modify(|status| status.lapses += 1);
             return Some(proof.until);
         }
         announced
     }
 
-    /// Extends what is proven for `generation`: the server heard from us at `sent`, so it keeps
-    /// the session at least until `sent` plus the session timeout (less the safety margin).
-    fn prove(&self, generation: u64, sent: Moment, timeout: Duration) {
-        let until = sent + self.config.proof_window(timeout);
-        let mut proof = self.proof.lock().unwrap_or_else(|e| e.into_inner());
-        if proof.generation < generation || (proof.generation == generation && until > proof.until) {
-            *proof = Proof { generation, until };
+    /// A new ZooKeeper session, of `generation`, created by the server no earlier than `created`.
+    fn begin(&self, generation: u64, timeout: Duration, created: Moment) {
+        let liveness = Liveness::new(timeout, self.config.liveness_margin, created);
+        let until = liveness.until();
+        *self.liveness.lock().unwrap_or_else(|e| e.into_inner()) = (generation, liveness);
+        self.proof.send_replace(Proof { generation, until });
+    }
+
+    /// Records evidence of `generation`'s session: a request sent at `sent` was just answered;
+    /// `synced` if it was a `sync`, which only the leader can answer.
+    fn answered(&self, generation: u64, sent: Moment, synced: bool) {
+        let answered = Moment::now();
+        let mut liveness = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        if liveness.0 != generation {
+            return;
+        }
+        if !synced {
+            liveness.1.touched(sent, answered);
+        } else if let Some(until) = liveness.1.synced(sent, answered) {
+            // Published under the lock, so that proofs are published in the order they grew.
+            self.proof.send_replace(Proof { generation, until });
         }
     }
 }
@@ -266,7 +295,7 @@ impl Session {
         self.inner.closer.send_replace(true);
         let driver = self.inner.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(driver) = driver {
-            let bound = self.inner.shared.config.connect_timeout * 2;
+            let bound = self.inner.shared.config.connect_timeout.saturating_mul(2);
             let _ = tokio::time::timeout(bound, driver).await;
         }
     }
@@ -283,11 +312,33 @@ impl Session {
             },
             // The driver only stops after publishing `Closed`.
             Ok(Err(_)) => Err(Error::SessionClosed),
-            Err(_) => Err(Error::Unreachable {
-                servers: shared.config.servers.clone(),
-                timeout: shared.config.connect_timeout,
-            }),
+            Err(_) => Err(self.unreachable()),
         }
+    }
+
+    /// How long establishing a session, or reaching the server at all, may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.inner.shared.config.connect_timeout
+    }
+
+    /// The error for a server that could not be reached within the connect timeout.
+    pub(crate) fn unreachable(&self) -> Error {
+        let config = &self.inner.shared.config;
+        Error::Unreachable { servers: config.servers.clone(), timeout: config.connect_timeout }
+    }
+
+    /// The most node data a create of a `marker` node in `dir` can carry within the server's
+    /// `jute.maxbuffer`, or `None` if not even the request without data fits.
+    pub(crate) fn data_limit(&self, dir: &str, marker: &str) -> Option<usize> {
+        let config = &self.inner.shared.config;
+        // What the server counts against jute.maxbuffer: the request header (xid, type), the
+        // path (with a chroot, protected prefix `_c_<uuid>-` and marker), the data and the ACL
+        // vector, each with a 4-byte length, and the flags.
+        let chroot = config.servers.find('/').map_or(0, |at| config.servers.len() - at);
+        let path = chroot + dir.len() + 1 + "_c_".len() + 36 + 1 + marker.len();
+        let acls: usize = config.acls.iter().map(|acl| 4 + 4 + acl.scheme().len() + 4 + acl.id().len()).sum();
+        let fixed = 8 + (4 + path) + 4 + (4 + acls) + 4;
+        config.jute_max_buffer.checked_sub(fixed)
     }
 
     /// The client of `generation`, if that ZooKeeper session is still the current one.
@@ -318,8 +369,37 @@ impl Session {
     /// Until when the server provably keeps the ZooKeeper session of `generation`;
     /// `None` once a newer session replaced it.
     pub(crate) fn proven_until(&self, generation: u64) -> Option<Moment> {
-        let proof = *self.inner.shared.proof.lock().unwrap_or_else(|e| e.into_inner());
+        let proof = *self.inner.shared.proof.borrow();
         (proof.generation == generation).then_some(proof.until)
+    }
+
+    /// Waits until the session of `generation` is proven to live on from now, and returns why
+    /// not if it ends first. After a silence the proof can have run out while the session lived
+    /// on; the next confirmed answers renew it.
+    pub(crate) async fn proven(&self, generation: u64) -> Result<(), LossReason> {
+        let mut proof = self.inner.shared.proof.subscribe();
+        loop {
+            if let Some(reason) = self.ended(generation) {
+                return Err(reason);
+            }
+            let current = *proof.borrow_and_update();
+            if current.generation != generation {
+                return Err(LossReason::SessionExpired);
+            }
+            if !current.until.has_passed() {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = proof.changed() => if changed.is_err() { return Err(LossReason::SessionClosed) },
+                reason = self.until_ended(generation) => return Err(reason),
+            }
+        }
+    }
+
+    /// Records that a request of `generation`'s session, sent at `sent`, was answered by the
+    /// server: evidence for the liveness proof (see `liveness.rs`).
+    pub(crate) fn answered(&self, generation: u64, sent: Moment) {
+        self.inner.shared.answered(generation, sent, false);
     }
 
     /// Runs `job` on the session's task if the ZooKeeper session of `generation` is still
@@ -355,6 +435,7 @@ pub struct SessionBuilder {
     session_timeout: Duration,
     connect_timeout: Duration,
     liveness_margin: Duration,
+    jute_max_buffer: usize,
     digest: Option<(String, String)>,
     acls: Option<Vec<zk::Acl>>,
 }
@@ -365,6 +446,7 @@ impl Default for SessionBuilder {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             liveness_margin: Duration::ZERO,
+            jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
             digest: None,
             acls: None,
         }
@@ -377,6 +459,7 @@ impl fmt::Debug for SessionBuilder {
             .field("session_timeout", &self.session_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("liveness_margin", &self.liveness_margin)
+            .field("jute_max_buffer", &self.jute_max_buffer)
             .field("digest_user", &self.digest.as_ref().map(|(user, _)| user))
             .field("acls", &self.acls)
             .finish()
@@ -386,7 +469,8 @@ impl fmt::Debug for SessionBuilder {
 impl SessionBuilder {
     /// The session timeout to ask the server for (default 10 s). The server clamps it to
     /// between 2 and 20 times its `tickTime`. A shorter timeout detects a dead holder sooner
-    /// but makes a holder lose its lock after shorter pauses.
+    /// but makes a holder lose its lock after shorter pauses. [`connect`](SessionBuilder::connect)
+    /// rejects zero and anything beyond ZooKeeper's limit (`i32::MAX` milliseconds).
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
         self
@@ -413,13 +497,24 @@ impl SessionBuilder {
         self
     }
 
-    /// Extra time subtracted from the liveness proof (default 0). A holder connected to a
-    /// follower that is cut off from the ZooKeeper leader keeps getting answers until the
-    /// follower notices, after up to `syncLimit × tickTime`, while the leader no longer hears
-    /// of the session; set this margin to that product to cover such a partition too. It must
-    /// stay below the session timeout.
+    /// Extra time subtracted from the liveness proof (default 0), for deployments whose
+    /// members relay session touches more slowly than an ensemble of voting members with the
+    /// default settings does — for example clients of an observer behind an `ObserverMaster`,
+    /// whose touches travel two PING rounds to the leader: a margin of `tickTime` covers them.
+    /// See `recipes/mutex.md`, "Knowing when the lock is lost". It must leave some of the proof:
+    /// [`connect`](SessionBuilder::connect) rejects a margin above about 58 % of the negotiated
+    /// session timeout.
     pub fn liveness_margin(mut self, margin: Duration) -> Self {
         self.liveness_margin = margin;
+        self
+    }
+
+    /// The servers' `jute.maxbuffer` in bytes (default 1 MiB − 1, ZooKeeper's default): the
+    /// largest request they accept. A server drops the connection on a larger one, so node data
+    /// that cannot fit ([`Mutex::with_data`](crate::Mutex::with_data), a leader's id) is
+    /// rejected with [`Error::DataTooLarge`] before anything is sent.
+    pub fn jute_max_buffer(mut self, bytes: usize) -> Self {
+        self.jute_max_buffer = bytes;
         self
     }
 
@@ -430,6 +525,8 @@ impl SessionBuilder {
     ///
     /// - [`Error::NoServers`] if `servers` names no server;
     /// - [`Error::InvalidServers`] if it cannot be parsed;
+    /// - [`Error::InvalidOption`] for a session timeout of zero or beyond `i32::MAX`
+    ///   milliseconds, or a liveness margin that leaves no proof of liveness;
     /// - [`Error::Unreachable`] if no session is established within the connect timeout;
     /// - [`Error::AuthFailed`] if the server rejects the credentials.
     ///
@@ -441,30 +538,40 @@ impl SessionBuilder {
         if servers.split(',').all(|s| s.trim().is_empty() || s.trim().starts_with('/')) {
             return Err(Error::NoServers);
         }
+        let most = Duration::from_millis(i32::MAX as u64);
+        if self.session_timeout.is_zero() || self.session_timeout > most {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "the session timeout {:?} is not one ZooKeeper can grant; give between 1 ms and {most:?} \
+                     (servers grant 2 to 20 times their tickTime)",
+                    self.session_timeout
+                ),
+            });
+        }
         let config = ConnectConfig {
             servers: servers.to_owned(),
             session_timeout: self.session_timeout,
             connect_timeout: self.connect_timeout,
             liveness_margin: self.liveness_margin,
+            jute_max_buffer: self.jute_max_buffer,
             digest: self.digest,
             acls: self.acls.unwrap_or_else(|| zk::Acls::anyone_all().to_vec()),
         };
         let started = Moment::now();
         let client = config.connect().await?;
         let timeout = client.session_timeout();
-        if config.proof_window(timeout).is_zero() {
+        if liveness::reach(timeout, config.liveness_margin).is_zero() {
             return Err(Error::InvalidOption {
                 reason: format!(
-                    "the liveness margin {:?} leaves nothing of the negotiated session timeout \
-                     {timeout:?}; keep it below 98% of the timeout",
-                    config.liveness_margin
+                    "the liveness margin {:?} leaves no proof of liveness within the negotiated session \
+                     timeout {timeout:?}; keep it below {:?}",
+                    config.liveness_margin,
+                    liveness::reach(timeout, Duration::ZERO),
                 ),
             });
         }
         let initial = Status { state: SessionState::Connected, generation: 1, client: None, lapses: 0 };
-        let (status, _) = watch::channel(initial);
-        let shared = Arc::new(Shared { config, status, proof: StdMutex::new(Proof { generation: 1, until: started }) });
-        shared.prove(1, started, timeout);
+        let shared = Arc::new(Shared::new(config, initial, timeout, started));
         shared.publish(SessionState::Connected, 1, Some(client.clone()));
         let (jobs, job_rx) = mpsc::unbounded_channel();
         let (closer, closer_rx) = watch::channel(false);

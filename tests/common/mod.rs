@@ -186,18 +186,42 @@ pub fn process_alive(pid: u32) -> bool {
 /// The watches a server holds.
 #[derive(Debug)]
 pub struct Watches {
-    /// Data watches (`getData`/`exists`) per path: how many sessions watch it (`wchp`).
-    pub data: std::collections::BTreeMap<String, usize>,
+    /// Data watches (`getData`/`exists`) per path: the sessions that watch it (`wchp`).
+    pub data: std::collections::BTreeMap<String, Vec<i64>>,
     /// Child watches (`getChildren`), all paths together. ZooKeeper 3.8 lists only data
     /// watches by path, so this is the total watch count (`mntr`) less the data watches.
     pub children: usize,
 }
 
 impl Watches {
-    /// The data watches on `path` and below.
+    /// The data watches on `path` and below: how many sessions watch each node.
     pub fn data_under(&self, path: &str) -> std::collections::BTreeMap<String, usize> {
+        self.watchers_under(path).into_iter().map(|(p, sessions)| (p, sessions.len())).collect()
+    }
+
+    /// The sessions watching each node on `path` and below.
+    pub fn watchers_under(&self, path: &str) -> std::collections::BTreeMap<String, Vec<i64>> {
         let below = format!("{path}/");
-        self.data.iter().filter(|(p, _)| *p == path || p.starts_with(&below)).map(|(p, n)| (p.clone(), *n)).collect()
+        self.data
+            .iter()
+            .filter(|(p, _)| *p == path || p.starts_with(&below))
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect()
+    }
+
+    /// How many sessions other than its owner watch each node on `path` and below (a contender
+    /// watches its own node too, to know it still exists; only other watchers are woken by its
+    /// deletion). Nodes gone meanwhile are left out.
+    pub async fn others_under(&self, client: &zk::Client, path: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut others = std::collections::BTreeMap::new();
+        for (node, sessions) in self.watchers_under(path) {
+            let Ok(Some(stat)) = client.check_stat(&node).await else { continue };
+            let count = sessions.iter().filter(|&&s| s != stat.ephemeral_owner).count();
+            if count > 0 {
+                others.insert(node, count);
+            }
+        }
+        others
     }
 }
 
@@ -219,18 +243,19 @@ pub async fn watches(cluster: &TestingCluster) -> Watches {
         if total().await != before {
             continue;
         }
-        let mut data = std::collections::BTreeMap::new();
+        let mut data = std::collections::BTreeMap::<String, Vec<i64>>::new();
         let mut current = None;
         for line in report.lines() {
             if line.starts_with('/') {
                 current = Some(line.trim_end().to_owned());
-            } else if line.trim().starts_with("0x")
+            } else if let Some(hex) = line.trim().strip_prefix("0x")
                 && let Some(path) = &current
             {
-                *data.entry(path.clone()).or_insert(0) += 1;
+                let session = u64::from_str_radix(hex, 16).expect("wchp lists session ids in hex") as i64;
+                data.entry(path.clone()).or_default().push(session);
             }
         }
-        match before.checked_sub(data.values().sum()) {
+        match before.checked_sub(data.values().map(Vec::len).sum()) {
             Some(children) => return Watches { data, children },
             // A watch was added and another removed in between: read again.
             None => continue,

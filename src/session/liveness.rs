@@ -1,0 +1,218 @@
+//! The proof that the ZooKeeper session is still alive: until when the server that can expire
+//! it — in an ensemble, the leader — provably keeps it. Pure bookkeeping, fed by the driver and
+//! by every request the recipes send; no I/O here.
+//!
+//! # The rule
+//!
+//! Every request the server answers is a *touch*: the server that answered heard from the
+//! session no earlier than the request's send time `s`. A standalone server then keeps the
+//! session until at least `s + T`. In an ensemble that is not enough: a follower records the
+//! touch locally and passes it on to the leader only in its answer to the leader's next PING
+//! (ZooKeeper sends one every `tickTime / 2`), and a follower cut off from the leader goes on
+//! answering reads for up to `syncLimit × tickTime` while the leader, hearing nothing of the
+//! session, expires it (`research/zookeeper-sessions.md`, F1–F8).
+//!
+//! A `sync` is different: the follower forwards it to the leader and answers only after the
+//! leader processed it, and the follower's packets to the leader (PING answers and forwarded
+//! requests) travel in order on one connection. So when a `sync` sent at `s_m` is answered, the
+//! leader has processed every PING answer the follower sent before forwarding it — among them
+//! one carrying every touch the follower recorded at least a PING period before `s_m`. Hence:
+//!
+//! > on the answer to a `sync` sent at `s_m`, for the latest touch `k` answered at `a_k` with
+//! > `a_k + lag ≤ s_m`, the leader keeps the session until at least `s_k + T`,
+//!
+//! where `lag` bounds the leader's PING period as measured here (`T / 4` plus 2 %: ZooKeeper
+//! grants at least `2 × tickTime` by default, so `tickTime / 2 ≤ T / 4`). If the touch and the
+//! `sync` travelled on different connections, the rule holds too: the later connection was
+//! opened after the touch was answered, and a learner lets a session reconnect only after the
+//! leader touched it (F6). A standalone server is its own leader, so the rule is sound there,
+//! only more cautious than it needs to be.
+//!
+//! The proof is `s_k + T × 98 % − margin`: 2 % for clock-rate differences between this
+//! machine and the leader, and the caller's extra margin.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::clock::Moment;
+
+/// How many touches awaiting a confirming `sync` are kept; beyond it neighbours are merged, which
+/// only makes the proof more cautious.
+const MAX_PENDING: usize = 32;
+
+/// A request the server answered: sent at `sent`, its answer seen at `answered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Touch {
+    sent: Moment,
+    answered: Moment,
+}
+
+/// What is proven about one ZooKeeper session, and the touches a later `sync` may still confirm.
+#[derive(Debug, Clone)]
+pub(crate) struct Liveness {
+    /// How long after a confirmed touch's send time the session provably lives.
+    window: Duration,
+    /// How long after a touch's answer a `sync` must be sent to confirm it.
+    lag: Duration,
+    /// Unconfirmed touches, in increasing order of both `answered` and `sent`.
+    pending: VecDeque<Touch>,
+    until: Moment,
+}
+
+impl Liveness {
+    /// The liveness of a session of timeout `timeout` that the server created no earlier than
+    /// `created` (the moment the connect began): a new session starts with a full timeout.
+    pub(crate) fn new(timeout: Duration, margin: Duration, created: Moment) -> Self {
+        let window = window(timeout, margin);
+        Self { window, lag: lag(timeout), pending: VecDeque::new(), until: created + window }
+    }
+
+    /// Until when the session provably lives.
+    pub(crate) fn until(&self) -> Moment {
+        self.until
+    }
+
+    /// A request sent at `sent` was answered at `answered` by whichever server the session is
+    /// connected to.
+    pub(crate) fn touched(&mut self, sent: Moment, answered: Moment) {
+        let touch = Touch { sent, answered };
+        // A touch answered no earlier and sent no later than the newest one adds nothing.
+        if self.pending.back().is_some_and(|last| last.sent >= sent) {
+            return;
+        }
+        // Ones sent earlier and answered no earlier are dominated by this one.
+        while self.pending.back().is_some_and(|last| last.answered >= answered) {
+            self.pending.pop_back();
+        }
+        self.pending.push_back(touch);
+        if self.pending.len() > MAX_PENDING {
+            // Merge the two oldest into one answered as late as the later and sent as early as the
+            // earlier: a later `sync` confirms it no sooner, and proves no more, than either.
+            let first = self.pending.pop_front().expect("more than MAX_PENDING");
+            if let Some(second) = self.pending.front_mut() {
+                second.sent = first.sent;
+            }
+        }
+    }
+
+    /// A `sync` sent at `sent` was answered at `answered`: the leader has heard of every touch
+    /// answered `lag` before `sent`. Returns the new proof if it grew.
+    pub(crate) fn synced(&mut self, sent: Moment, answered: Moment) -> Option<Moment> {
+        let mut confirmed = None;
+        while let Some(&touch) = self.pending.front() {
+            if touch.answered + self.lag > sent {
+                break;
+            }
+            confirmed = Some(touch);
+            self.pending.pop_front();
+        }
+        // The sync is a touch itself, for a later sync to confirm.
+        self.touched(sent, answered);
+        let until = confirmed?.sent + self.window;
+        (until > self.until).then(|| {
+            self.until = until;
+            until
+        })
+    }
+}
+
+/// The session timeout less 2 % for clock-rate differences, less the caller's margin.
+pub(crate) fn window(timeout: Duration, margin: Duration) -> Duration {
+    timeout.saturating_sub(timeout / 50).saturating_sub(margin)
+}
+
+/// How far the proof reaches past the latest answered heartbeat in steady state: the window, less
+/// the lag and the heartbeat period by which the confirmed touch is older. Zero means no proof.
+pub(crate) fn reach(timeout: Duration, margin: Duration) -> Duration {
+    window(timeout, margin).saturating_sub(lag(timeout)).saturating_sub(heartbeat_period(timeout))
+}
+
+/// How often the session sends a heartbeat (a `sync`).
+pub(crate) fn heartbeat_period(timeout: Duration) -> Duration {
+    timeout / 8
+}
+
+/// How long a touch must have been answered before a `sync` is sent for the `sync` to confirm it:
+/// a bound on the leader's PING period, `tickTime / 2 ≤ timeout / 4`, plus 2 % for clock rates.
+pub(crate) fn lag(timeout: Duration) -> Duration {
+    timeout / 4 + timeout / 50
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_new_session_is_proven_for_the_window_from_its_creation() {
+        let start = Moment::now();
+        let liveness = Liveness::new(T, ms(500), start);
+        assert_eq!(liveness.until(), start + ms(9_300));
+    }
+
+    #[test]
+    fn a_sync_confirms_only_touches_answered_a_lag_before_it_was_sent() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        let before = liveness.until();
+        // Heartbeats every 1.25 s, each answered after 10 ms; lag is 2.7 s.
+        let beat = |i: u64| (start + ms(1_250 * i), start + ms(1_250 * i + 10));
+        for i in 1..=2 {
+            let (sent, answered) = beat(i);
+            assert_eq!(liveness.synced(sent, answered), None, "nothing answered 2.7 s before beat {i}");
+        }
+        let (sent, answered) = beat(3);
+        assert_eq!(liveness.synced(sent, answered), None, "beat 1 was answered only 2.49 s before beat 3");
+        assert_eq!(liveness.until(), before);
+        let (sent, answered) = beat(4);
+        // Beat 1 (answered at 1.26 s) is the latest touch answered 2.7 s before 5 s.
+        assert_eq!(liveness.synced(sent, answered), Some(beat(1).0 + ms(9_800)));
+    }
+
+    #[test]
+    fn any_answered_request_counts_once_a_later_sync_confirms_it() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        liveness.touched(start + ms(4_000), start + ms(4_020));
+        liveness.touched(start + ms(4_100), start + ms(4_110));
+        assert_eq!(liveness.synced(start + ms(6_500), start + ms(6_510)), None, "too early");
+        assert_eq!(liveness.synced(start + ms(6_900), start + ms(6_910)), Some(start + ms(4_100) + ms(9_800)));
+    }
+
+    #[test]
+    fn the_proof_never_shrinks() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start + ms(5_000));
+        liveness.touched(start, start + ms(10));
+        assert_eq!(liveness.synced(start + ms(3_000), start + ms(3_010)), None, "older than the creation");
+        assert_eq!(liveness.until(), start + ms(14_800));
+    }
+
+    #[test]
+    fn pending_touches_stay_bounded_and_merging_stays_cautious() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        for i in 0..1_000 {
+            liveness.touched(start + ms(i), start + ms(i + 1));
+        }
+        assert!(liveness.pending.len() <= MAX_PENDING);
+        // A sync much later confirms everything; the proof is at most the newest touch's.
+        let until = liveness.synced(start + ms(10_000), start + ms(10_001)).unwrap();
+        assert!(until <= start + ms(999) + ms(9_800));
+    }
+
+    #[test]
+    fn the_margin_and_the_clock_allowance_come_off_the_window() {
+        assert_eq!(window(T, Duration::ZERO), ms(9_800));
+        assert_eq!(window(T, ms(2_000)), ms(7_800));
+        assert_eq!(window(T, T), Duration::ZERO);
+        assert_eq!(lag(T), ms(2_700));
+        assert_eq!(reach(T, Duration::ZERO), ms(5_850));
+        assert_eq!(reach(T, ms(6_000)), Duration::ZERO);
+    }
+}
