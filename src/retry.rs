@@ -57,3 +57,21 @@ where
     let pause = ConstantBuilder::default().with_delay(RESEND_PAUSE).without_max_times();
     request.retry(pause).when(is_transient).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_session_is_retried_like_a_connection_loss() {
+        for err in [zk::Error::ConnectionLoss, zk::Error::SessionMoved, zk::Error::Timeout, zk::Error::Throttled] {
+            assert!(is_transient(&err), "{err:?}");
+            assert!(!is_answer::<()>(&Err(err)));
+        }
+        for err in [zk::Error::SessionExpired, zk::Error::NoAuth, zk::Error::NoNode] {
+            assert!(!is_transient(&err), "{err:?}");
+        }
+        assert!(is_answer::<()>(&Err(zk::Error::NoNode)) && is_answer(&Ok(())));
+        assert!(!is_answer::<()>(&Err(zk::Error::SessionExpired)), "an expiry proves nothing of the session");
+    }
+}

@@ -5,9 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{children, observer, session, standalone};
+use futures_util::FutureExt;
 use tokio::time::Instant;
-use zk_recipes::testing::{Fault, Proxy};
-use zk_recipes::{Error, MAX_PERMITS, Mutex, ReadWriteLock, Semaphore, Session, zk};
+use zk_recipes::testing::{Fault, Proxy, TestingCluster};
+use zk_recipes::{Error, LeaderLatch, MAX_PERMITS, Mutex, ReadWriteLock, Semaphore, Session, SessionState, zk};
 
 #[tokio::test]
 async fn bad_paths_are_rejected_with_the_reason() {
@@ -136,11 +137,86 @@ async fn a_wait_ends_when_the_server_is_gone_for_good() {
     let _guard = Mutex::new(&holder, "/gone").unwrap().lock().await.unwrap();
     let mutex = Mutex::new(&waiter, "/gone").unwrap();
     let waiting = tokio::spawn(async move { mutex.lock().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::count_is(&observer(&connect).await, "/gone", 2).await;
 
     let started = Instant::now();
     cluster.kill(0).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(15), waiting).await.expect("never hangs").unwrap();
     assert_eq!(result.unwrap_err(), Error::SessionExpired);
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+/// Node data that cannot fit in a request the server accepts is refused before anything is
+/// sent: sending it would make the server drop the connection on every try.
+#[tokio::test]
+async fn node_data_too_large_for_the_server_is_refused_before_sending() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let session = session(&connect, Duration::from_secs(4)).await;
+    let mut states = session.states();
+    let huge = vec![b'x'; 1 << 20];
+    let err = Mutex::new(&session, "/big").unwrap().with_data(huge.clone()).lock().await.unwrap_err();
+    let Error::DataTooLarge { ref path, size, limit } = err else { panic!("{err:?}") };
+    assert_eq!((path.as_str(), size), ("/big", 1 << 20));
+    assert!(limit < size && limit > 1_000_000, "the default jute.maxbuffer less the path and ACLs: {limit}");
+    assert!(err.to_string().contains("jute.maxbuffer"), "{err}");
+    let err = Semaphore::new(&session, "/big-sem", 2).unwrap().with_data(huge.clone()).try_acquire().await.unwrap_err();
+    assert!(matches!(err, Error::DataTooLarge { .. }), "{err:?}");
+    let id = String::from_utf8(huge).unwrap();
+    let err = LeaderLatch::new(&session, "/big-latch", &id).unwrap().start().await.unwrap_err();
+    assert!(matches!(err, Error::DataTooLarge { .. }), "{err:?}");
+    // Nothing was sent: no node, and the connection never dropped.
+    let observer = observer(&connect).await;
+    for dir in ["/big", "/big-sem", "/big-latch"] {
+        assert!(observer.check_stat(dir).await.unwrap().is_none(), "{dir} was created");
+    }
+    assert_eq!(states.current(), SessionState::Connected);
+    assert!(states.changed().now_or_never().is_none(), "the session never left Connected");
+    // Data that fits still works.
+    Mutex::new(&session, "/big").unwrap().with_data(vec![b'x'; 900_000]).lock().await.unwrap().release().await.unwrap();
+}
+
+/// Servers with a smaller `jute.maxbuffer` than the session assumes drop the connection on each
+/// create of too large a node: the attempt gives up with an error that says why, rather than
+/// retrying for ever; told the servers' limit, the session refuses the data before sending.
+#[tokio::test]
+async fn a_create_the_server_keeps_dropping_fails_with_the_reason() {
+    common::init_tracing();
+    let cluster = TestingCluster::builder().system_property("jute.maxbuffer", "65536").start().await.unwrap();
+    let connect = cluster.connect_string();
+    let session = session(&connect, Duration::from_secs(4)).await;
+    let data = vec![b'x'; 200_000];
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        Mutex::new(&session, "/dropped").unwrap().with_data(data.clone()).lock(),
+    )
+    .await
+    .expect("gives up in bounded time")
+    .unwrap_err();
+    assert!(matches!(err, Error::CreateDropped { ref path, attempts: 11 } if path == "/dropped"), "{err:?}");
+    assert!(err.to_string().contains("jute.maxbuffer"), "{err}");
+    tracing::info!(took = ?started.elapsed(), "gave up");
+    assert!(children(&observer(&connect).await, "/dropped").await.is_empty());
+
+    let told = Session::builder().jute_max_buffer(65536).connect(&connect).await.unwrap();
+    let err = Mutex::new(&told, "/dropped").unwrap().with_data(data).lock().await.unwrap_err();
+    assert!(matches!(err, Error::DataTooLarge { limit, .. } if limit < 65536), "{err:?}");
+}
+
+/// Durations too large to add or multiply are options ZooKeeper cannot grant, or no deadline at
+/// all — never a panic.
+#[tokio::test]
+async fn huge_and_zero_durations_are_invalid_options_or_no_deadline_never_a_panic() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    for timeout in [Duration::ZERO, Duration::from_millis(i32::MAX as u64 + 1), Duration::MAX] {
+        let err = Session::builder().session_timeout(timeout).connect(&connect).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidOption { .. }), "{timeout:?}: {err:?}");
+        assert!(err.to_string().contains("session timeout"), "{err}");
+    }
+    let session = Session::builder().connect_timeout(Duration::MAX).connect(&connect).await.unwrap();
+    let mutex = Mutex::new(&session, "/huge").unwrap();
+    mutex.lock_timeout(Duration::MAX).await.unwrap().release().await.unwrap();
+    session.close().await;
 }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use common::{children, children_of, eventually, observer, recorded, session, standalone};
+use common::{children, children_of, count_is, eventually, observer, recorded, session, standalone};
 use rand::RngExt;
 use tokio::time::Instant;
-use zk_recipes::testing::Fault;
+use zk_recipes::testing::{Fault, Proxy};
 use zk_recipes::{Error, FencingToken, LossReason, Mutex, zk};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -584,4 +584,115 @@ async fn a_release_cut_off_by_a_dead_connection_is_retried() {
     tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap().expect("released once reconnected");
     assert_eq!(holder.id(), Some(id), "the same session");
     assert!(children(&observer, "/cut").await.is_empty());
+}
+
+/// A zero timeout looks once, as Curator's `acquire(0)` does: it takes a free lock, and times
+/// out at once, leaving nothing behind, when the lock is taken.
+#[tokio::test]
+async fn a_zero_timeout_takes_a_free_lock_and_gives_up_at_once_on_a_taken_one() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let (a, b) = (session(&connect, TIMEOUT).await, session(&connect, TIMEOUT).await);
+    let observer = observer(&connect).await;
+    let guard = Mutex::new(&a, "/zero").unwrap().lock_timeout(Duration::ZERO).await.expect("a free lock is taken");
+    let err = Mutex::new(&b, "/zero").unwrap().lock_timeout(Duration::ZERO).await.unwrap_err();
+    assert_eq!(err, Error::Timeout { path: "/zero".into(), after: Duration::ZERO });
+    eventually("the look leaves nothing behind", PATIENCE, || async {
+        children_of(&observer, "/zero", b.id().unwrap()).await.is_empty().then_some(())
+    })
+    .await;
+    guard.release().await.unwrap();
+}
+
+/// While the connection is down, one look at the queue (`try_lock`) fails within the connect
+/// timeout — not after the client gives the session up — and its node goes once the connection
+/// is back.
+#[tokio::test]
+async fn a_try_answers_within_the_connect_timeout_while_the_connection_is_down() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let connect_timeout = Duration::from_secs(2);
+    let session = zk_recipes::Session::builder()
+        .session_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
+        .connect(&proxy.address().to_string())
+        .await
+        .unwrap();
+    let mutex = Mutex::new(&session, "/down").unwrap();
+    mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
+    let mut states = session.states();
+    proxy.set_fault(Fault::Blackhole);
+    assert_eq!(tokio::time::timeout(PATIENCE, states.changed()).await, Ok(zk_recipes::SessionState::Suspended));
+
+    let started = Instant::now();
+    let err = mutex.try_lock().await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    // The client itself would give the session up only after 7/5 of its 10 s timeout.
+    assert!(started.elapsed() < connect_timeout + Duration::from_secs(3), "took {:?}", started.elapsed());
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    eventually("no node is left once the connection is back", PATIENCE, || async {
+        children(&observer, "/down").await.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// A create whose request was lost is sent again with the same prefix; should the lost one
+/// still land late, the duplicate carries that prefix. Released or cancelled, the acquisition
+/// deletes every node with its prefix. The late landing is played by the session's own client.
+#[tokio::test]
+async fn a_late_duplicate_of_a_resent_create_is_removed_when_released_or_cancelled() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let (proxy, contender) = common::proxied_session(&cluster, Duration::from_secs(6)).await;
+    let holder = session(&connect, TIMEOUT).await;
+    for cancel in [false, true] {
+        let path = if cancel { "/late-cancel" } else { "/late-release" };
+        let mutex = Mutex::new(&contender, path).unwrap();
+        mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
+        let held = if cancel { Some(Mutex::new(&holder, path).unwrap().lock().await.unwrap()) } else { None };
+        let mut states = contender.states();
+        proxy.set_fault(Fault::DropRequests);
+        let mut locking = tokio::spawn(async move { mutex.lock().await });
+        assert_eq!(tokio::time::timeout(PATIENCE, states.changed()).await, Ok(zk_recipes::SessionState::Suspended));
+        proxy.set_fault(Fault::Pass);
+        proxy.reset_connections();
+        let ours = eventually("the create is sent again", PATIENCE, || async {
+            let mine = children_of(&observer, path, contender.id().unwrap()).await;
+            (mine.len() == 1).then(|| mine[0].clone())
+        })
+        .await;
+        assert_eq!(recorded("the create did not happen before the connection loss; creating again").len(), 1);
+        // Acquired, or waiting behind the holder: past the point where a listing would show
+        // (and remove) the duplicate.
+        let guard = if cancel {
+            eventually("the contender waits", PATIENCE, || async { (!recorded("queued").is_empty()).then_some(()) })
+                .await;
+            None
+        } else {
+            Some(tokio::time::timeout(PATIENCE, &mut locking).await.unwrap().unwrap().unwrap())
+        };
+        // The lost create lands after all.
+        let prefix = &ours[..ours.find("lock-").unwrap()];
+        let client = contender.client().await.unwrap();
+        let late = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        client.create(&format!("{path}/{prefix}lock-"), b"", &late).await.unwrap();
+        assert_eq!(children_of(&observer, path, contender.id().unwrap()).await.len(), 2);
+        match guard {
+            Some(guard) => guard.release().await.unwrap(),
+            None => {
+                locking.abort();
+                assert!(locking.await.unwrap_err().is_cancelled());
+                drop(held);
+            }
+        }
+        eventually("every node with the attempt's prefix is gone", PATIENCE, || async {
+            children_of(&observer, path, contender.id().unwrap()).await.is_empty().then_some(())
+        })
+        .await;
+        common::clear_recorded();
+    }
 }

@@ -678,8 +678,10 @@ impl<'s> Attempt<'s> {
             %node, %token, session_id = %self.client.session_id(),
             waited_ms = self.started.elapsed().as_millis() as u64, "acquired"
         );
-        // A late duplicate of a resent create is looked for again once the holding ends.
-        let strays = self.resent.then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
+        // A late duplicate of a resent create is looked for again once the holding ends; the
+        // holding owns the node and its prefix now, so this attempt's drop cleans up nothing.
+        let strays = std::mem::take(&mut self.resent)
+            .then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
         let mut holding = Holding::new(self.session.clone(), self.generation, node, token, self.label, strays);
         if let Some(own) = self.own_watch.take() {
             holding.reuse_watch(own);
@@ -693,7 +695,7 @@ impl<'s> Attempt<'s> {
     fn abandon(mut self) {
         if let Some(target) = self.cleanup_target() {
             target.send_and_schedule(&self.client, self.session, self.generation);
-            self.node = Node::Unsent;
+            (self.node, self.resent) = (Node::Unsent, false);
         }
     }
 
@@ -706,7 +708,9 @@ impl<'s> Attempt<'s> {
             return;
         }
         match tokio::time::timeout(WITHDRAW_BOUND, target.delete(&self.client)).await {
-            Ok(Ok(_) | Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => self.node = Node::Unsent,
+            Ok(Ok(_) | Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => {
+                (self.node, self.resent) = (Node::Unsent, false);
+            }
             Ok(Err(err)) => tracing::warn!(error = %err, "withdrawing failed; retrying in the background"),
             Err(_) => tracing::warn!("withdrawing is slow; continuing in the background"),
         }
