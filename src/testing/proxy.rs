@@ -19,7 +19,8 @@ pub enum Fault {
     /// Forward everything both ways.
     Pass,
     /// Accept connections but forward nothing either way: the connection looks open and
-    /// stays silent, like a partition or a frozen peer.
+    /// stays silent, like a partition or a frozen peer. A connection accepted meanwhile
+    /// reaches the target only once the blackhole ends.
     Blackhole,
     /// Forward client requests to the server but drop the server's replies: requests take
     /// effect while the client never learns of it.
@@ -131,7 +132,14 @@ async fn accept(
     }
 }
 
-async fn relay(client: TcpStream, target: SocketAddr, fault: watch::Receiver<Fault>) {
+async fn relay(client: TcpStream, target: SocketAddr, mut fault: watch::Receiver<Fault>) {
+    // Behind a blackhole the target does not even see the connection until it heals, as behind
+    // a real partition. A ZooKeeper member reads the first message of each new election
+    // connection on its one listener thread, so a silent connection reaching it would keep it
+    // from hearing any other member for a read timeout.
+    if fault.wait_for(|f| !f.stalls()).await.is_err() {
+        return;
+    }
     let Ok(server) = TcpStream::connect(target).await else { return };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
