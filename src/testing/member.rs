@@ -64,9 +64,14 @@ impl Member {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port))
     }
 
-    /// Writes `zoo.cfg` and `myid`; `peers` is every member of the ensemble (empty for a
-    /// standalone server).
-    pub(super) fn write_config(&self, peers: &[Member], settings: &[(String, String)]) -> Result<(), HarnessError> {
+    /// Writes `zoo.cfg` and `myid`. `servers` has a line for every member of the ensemble
+    /// (none for a standalone server): its `myid` and the loopback ports at which this member
+    /// reaches its quorum and election ports — its own real ones, or proxies.
+    pub(super) fn write_config(
+        &self,
+        servers: &[(usize, u16, u16)],
+        settings: &[(String, String)],
+    ) -> Result<(), HarnessError> {
         let data = self.dir.join("data");
         fs::create_dir_all(&data).map_err(|e| HarnessError::io("creating a data directory", e))?;
         let mut config = String::new();
@@ -75,8 +80,8 @@ impl Member {
         for (key, value) in settings {
             let _ = writeln!(config, "{key}={value}");
         }
-        for peer in peers {
-            let _ = writeln!(config, "server.{}=127.0.0.1:{}:{}", peer.id, peer.quorum_port, peer.election_port);
+        for (id, quorum_port, election_port) in servers {
+            let _ = writeln!(config, "server.{id}=127.0.0.1:{quorum_port}:{election_port}");
         }
         fs::write(self.dir.join("zoo.cfg"), config).map_err(|e| HarnessError::io("writing zoo.cfg", e))?;
         fs::write(data.join("myid"), format!("{}\n", self.id)).map_err(|e| HarnessError::io("writing myid", e))

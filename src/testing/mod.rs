@@ -14,6 +14,15 @@
 //! The defaults suit tests: `tickTime` 500 ms (session timeouts of 1 to 10 s), container
 //! nodes checked for reaping every second, unlimited connections per client address.
 //!
+//! Faults on the network: a [`Proxy`] between a client and a member, a [`Link`] between a
+//! client and every member, and, in an ensemble built
+//! [partitionable](ClusterBuilder::partitionable), a proxy on every connection one member
+//! opens to another, so that a test can cut a member off from the others
+//! ([`TestingCluster::isolate`]) while its clients stay connected to it — and watch it serve
+//! stale reads until it notices, stop serving, and catch up once healed. Curator's
+//! `TestingCluster` cannot do this: it can kill and restart its servers, but puts nothing
+//! between them.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use zk_recipes::testing::TestingCluster;
@@ -29,9 +38,21 @@
 //! # drop(guard);
 //! # Ok(()) }
 //! ```
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use zk_recipes::testing::TestingCluster;
+//!
+//! let cluster = TestingCluster::builder().size(3).partitionable().start().await?;
+//! let leader = cluster.leader().await.expect("an elected leader");
+//! cluster.isolate(leader)?; // the others elect a new leader after syncLimit × tickTime
+//! cluster.heal(leader)?; // the old leader rejoins as a follower
+//! # Ok(()) }
+//! ```
 
 mod install;
 mod member;
+mod partition;
 mod peer;
 mod proxy;
 
@@ -44,6 +65,7 @@ use tokio::sync::Mutex;
 
 use self::install::{Installation, Source};
 use self::member::{Member, Process, four_letter};
+use self::partition::MemberLinks;
 pub use self::peer::{Library, Peer, PeerContender, PeerRecipe};
 pub use self::proxy::{Fault, Link, Proxy};
 
@@ -97,6 +119,17 @@ pub enum HarnessError {
         member: usize,
         /// The number of members.
         size: usize,
+    },
+
+    /// There is no link to put a fault on: only an ensemble built with
+    /// [`ClusterBuilder::partitionable`] links its members, each to every other.
+    #[error(
+        "member {member} has no proxied link there: only an ensemble built with \
+         ClusterBuilder::partitionable() links its members, each to every other"
+    )]
+    NoLink {
+        /// The member named.
+        member: usize,
     },
 
     /// The member is stopped (start it with [`TestingCluster::restart`]).
@@ -156,6 +189,7 @@ pub struct ClusterBuilder {
     jvm_args: Vec<String>,
     start_timeout: Duration,
     source: Option<Source>,
+    partitionable: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -185,6 +219,7 @@ impl Default for ClusterBuilder {
             jvm_args: jvm_args.iter().map(|a| a.to_string()).collect(),
             start_timeout: Duration::from_secs(60),
             source: None,
+            partitionable: false,
         }
     }
 }
@@ -231,6 +266,34 @@ impl ClusterBuilder {
         self
     }
 
+    /// Routes every connection one member of the ensemble opens to another through a fault
+    /// proxy of that directed pair, so that a test can partition members from each other
+    /// ([`TestingCluster::isolate`], [`TestingCluster::set_pair_fault`] and the like) while
+    /// clients still reach every member directly.
+    ///
+    /// Each member's `zoo.cfg` names the others by the ports of its links' proxies, and the
+    /// election proxies rewrite the election address a member announces when it connects,
+    /// since ZooKeeper connects back to that address. The links outlive the members'
+    /// processes ([`TestingCluster::kill`], [`TestingCluster::restart`]) and run on a thread
+    /// of their own, so a test that blocks its thread does not partition its ensemble. A
+    /// standalone server has no links.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use zk_recipes::testing::{Fault, TestingCluster};
+    ///
+    /// let cluster = TestingCluster::builder().size(3).partitionable().start().await?;
+    /// cluster.isolate(0)?; // member 0 hears nothing from the others, nor they from it
+    /// cluster.heal(0)?;
+    /// cluster.set_pair_fault(1, 2, Fault::Refuse)?; // 1 and 2 reset and refuse each other
+    /// cluster.heal_all()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn partitionable(mut self) -> Self {
+        self.partitionable = true;
+        self
+    }
+
     /// How long each server may take to start serving (default 60 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -253,11 +316,21 @@ impl ClusterBuilder {
         let members = (1..=self.size)
             .map(|id| Member::new(id, root.path().join(format!("member-{id}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let peers: &[Member] = if self.size > 1 { &members } else { &[] };
-        for member in &members {
-            member.write_config(peers, &self.settings)?;
+        let links = if self.partitionable && self.size > 1 { Some(MemberLinks::start(&members)?) } else { None };
+        let ensemble: &[Member] = if self.size > 1 { &members } else { &[] };
+        for (index, member) in members.iter().enumerate() {
+            // A member reaches another through their link's proxies, if they have a link.
+            let servers: Vec<_> = (ensemble.iter().enumerate())
+                .map(|(peer, other)| {
+                    let real = (other.quorum_port, other.election_port);
+                    let (quorum, election) = links.as_ref().and_then(|l| l.ports(index, peer)).unwrap_or(real);
+                    (other.id, quorum, election)
+                })
+                .collect();
+            member.write_config(&servers, &self.settings)?;
         }
         let cluster = TestingCluster {
+            links,
             processes: members.iter().map(|_| Mutex::new(None)).collect(),
             install,
             members,
@@ -290,6 +363,8 @@ pub struct TestingCluster {
     processes: Vec<Mutex<Option<Process>>>,
     jvm_args: Vec<String>,
     start_timeout: Duration,
+    /// The proxies between members, in a partitionable ensemble.
+    links: Option<MemberLinks>,
     /// Always `Some` until dropped.
     root: Option<tempfile::TempDir>,
 }
@@ -479,6 +554,94 @@ impl TestingCluster {
     pub async fn four_letter(&self, member: usize, command: &str) -> Result<String, HarnessError> {
         let address = self.members.get(member).ok_or(self.no_such(member))?.client_address();
         four_letter(address, command).await.map_err(|e| HarnessError::io("sending a four-letter command", e))
+    }
+
+    /// Cuts `member` off from every other member, both ways, as a real partition would: open
+    /// connections stay open and fall silent (bytes already sent are held back, not lost), new
+    /// ones are accepted and get nothing through. Its clients stay connected to it. Blackholes
+    /// [`isolate_with`](Self::isolate_with).
+    ///
+    /// An isolated follower serves stale reads until it has heard nothing from its leader for
+    /// `syncLimit` × `tickTime`; then it closes its client connections and serves no more. An
+    /// isolated leader steps down within (`syncLimit` + 1) × `tickTime`, and the others elect a
+    /// leader among themselves if they are a quorum.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::NoLink`] unless the ensemble is
+    /// [partitionable](ClusterBuilder::partitionable); [`HarnessError::NoSuchMember`].
+    pub fn isolate(&self, member: usize) -> Result<(), HarnessError> {
+        self.isolate_with(member, Fault::Blackhole)
+    }
+
+    /// Puts `fault` between `member` and every other member, both ways. [`Fault::Refuse`]
+    /// also resets the open connections (each side sees its connection reset at once), since
+    /// members keep theirs open and refusing only new ones would cut nothing off.
+    ///
+    /// # Errors
+    ///
+    /// As [`isolate`](Self::isolate).
+    pub fn isolate_with(&self, member: usize, fault: Fault) -> Result<(), HarnessError> {
+        self.member_links(member)?;
+        for other in (0..self.size()).filter(|&other| other != member) {
+            self.set_pair_fault(member, other, fault)?;
+        }
+        Ok(())
+    }
+
+    /// Lets everything through between `member` and every other member again; what a
+    /// blackhole held back arrives.
+    ///
+    /// # Errors
+    ///
+    /// As [`isolate`](Self::isolate).
+    pub fn heal(&self, member: usize) -> Result<(), HarnessError> {
+        self.isolate_with(member, Fault::Pass)
+    }
+
+    /// Lets everything through between all members again.
+    ///
+    /// # Errors
+    ///
+    /// As [`isolate`](Self::isolate).
+    pub fn heal_all(&self) -> Result<(), HarnessError> {
+        let links = self.member_links(0)?;
+        links.pairs().try_for_each(|(from, to)| links.set(from, to, Fault::Pass))
+    }
+
+    /// Puts `fault` between members `a` and `b`, both ways, leaving their links to others
+    /// as they are (e.g. to split an ensemble in two, or to cut one follower off from the
+    /// leader alone). [`Fault::Refuse`] resets open connections, as in
+    /// [`isolate_with`](Self::isolate_with).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::NoLink`] unless the ensemble is
+    /// [partitionable](ClusterBuilder::partitionable) and `a` ≠ `b`;
+    /// [`HarnessError::NoSuchMember`].
+    pub fn set_pair_fault(&self, a: usize, b: usize, fault: Fault) -> Result<(), HarnessError> {
+        self.set_one_way_fault(a, b, fault)?;
+        self.set_one_way_fault(b, a, fault)
+    }
+
+    /// Puts `fault` on the connections member `from` opens to member `to`, not on those `to`
+    /// opens to `from`. A fault such as [`Fault::DropReplies`] sees `from`'s bytes as the
+    /// requests. Which connections exist is ZooKeeper's choice: a follower opens the
+    /// connection to its leader, and of the election connections between two members only
+    /// the one the higher-numbered member opened stays open (members are numbered in
+    /// `myid` order).
+    ///
+    /// # Errors
+    ///
+    /// As [`set_pair_fault`](Self::set_pair_fault).
+    pub fn set_one_way_fault(&self, from: usize, to: usize, fault: Fault) -> Result<(), HarnessError> {
+        self.slot(to)?;
+        self.member_links(from)?.set(from, to, fault)
+    }
+
+    fn member_links(&self, member: usize) -> Result<&MemberLinks, HarnessError> {
+        self.slot(member)?;
+        self.links.as_ref().ok_or(HarnessError::NoLink { member })
     }
 
     async fn signal(&self, member: usize, signal: Signal) -> Result<(), HarnessError> {

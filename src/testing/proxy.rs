@@ -1,4 +1,5 @@
-//! A fault-injecting TCP proxy on loopback, to put between a client and a server.
+//! A fault-injecting TCP proxy on loopback, to put between a client and a server, or between
+//! two members of an ensemble.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -19,7 +21,8 @@ pub enum Fault {
     /// Forward everything both ways.
     Pass,
     /// Accept connections but forward nothing either way: the connection looks open and
-    /// stays silent, like a partition or a frozen peer.
+    /// stays silent, like a partition or a frozen peer. A connection accepted meanwhile
+    /// reaches the target only once the blackhole ends.
     Blackhole,
     /// Forward client requests to the server but drop the server's replies: requests take
     /// effect while the client never learns of it.
@@ -81,12 +84,27 @@ impl Proxy {
     ///
     /// [`HarnessError::Io`] if no port can be bound.
     pub async fn start(target: SocketAddr) -> Result<Self, HarnessError> {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(|e| HarnessError::io("binding the proxy", e))?;
+        Self::serve(&Handle::current(), listen()?, target, Relaying::default())
+    }
+
+    /// Starts proxying from `listener` to `target` on `runtime`, passing everything.
+    pub(super) fn serve(
+        runtime: &Handle,
+        listener: std::net::TcpListener,
+        target: SocketAddr,
+        relaying: Relaying,
+    ) -> Result<Self, HarnessError> {
+        // The listener and the connections' tasks belong to `runtime`.
+        let _runtime = runtime.enter();
+        let listener = listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+            .map_err(|e| HarnessError::io("binding the proxy", e))?;
         let address = listener.local_addr().map_err(|e| HarnessError::io("reading the proxy's address", e))?;
         let (fault, _) = watch::channel(Fault::Pass);
         let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
-        let accept = tokio::spawn(accept(listener, target, fault.clone(), connections.clone())).abort_handle();
+        let accept =
+            tokio::spawn(accept(listener, target, fault.clone(), connections.clone(), relaying)).abort_handle();
         Ok(Self { address, fault, accept, connections })
     }
 
@@ -106,6 +124,29 @@ impl Proxy {
     }
 }
 
+/// Rewrites the first bytes a connection sends to the target: given all bytes read so far,
+/// `None` while it needs more, else what to send in their place.
+pub(super) type Opening = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// How a proxy relays each connection, beyond what its [`Fault`] says.
+#[derive(Clone, Default)]
+pub(super) struct Relaying {
+    /// Rewrites the start of what the connection sends to the target.
+    pub(super) opening: Option<Opening>,
+    /// How many more times to try connecting to the target, [`RETRY_DELAY`] apart, before
+    /// closing the connection: the tries its client would have made had the target refused
+    /// it, as the client cannot tell once the proxy has accepted.
+    pub(super) retries: u32,
+}
+
+/// The pause between tries at connecting to a proxy's target.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// A listener on a new loopback port, for [`Proxy::serve`].
+pub(super) fn listen() -> Result<std::net::TcpListener, HarnessError> {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| HarnessError::io("binding the proxy", e))
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
@@ -118,6 +159,7 @@ async fn accept(
     target: SocketAddr,
     fault: watch::Sender<Fault>,
     connections: Arc<std::sync::Mutex<JoinSet<()>>>,
+    relaying: Relaying,
 ) {
     while let Ok((client, _)) = listener.accept().await {
         if *fault.borrow() == Fault::Refuse {
@@ -127,20 +169,35 @@ async fn accept(
         let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
-        connections.spawn(relay(client, target, fault));
+        connections.spawn(relay(client, target, fault, relaying.clone()));
     }
 }
 
-async fn relay(client: TcpStream, target: SocketAddr, fault: watch::Receiver<Fault>) {
-    let Ok(server) = TcpStream::connect(target).await else { return };
+async fn relay(client: TcpStream, target: SocketAddr, mut fault: watch::Receiver<Fault>, relaying: Relaying) {
+    // Behind a blackhole the target does not even see the connection until it heals, as behind
+    // a real partition. A ZooKeeper member reads the first message of each new election
+    // connection on its one listener thread, so a silent connection reaching it would keep it
+    // from hearing any other member for a read timeout.
+    if fault.wait_for(|f| !f.stalls()).await.is_err() {
+        return;
+    }
+    let mut tries = 0;
+    let server = loop {
+        match TcpStream::connect(target).await {
+            Ok(server) => break server,
+            Err(_) if tries < relaying.retries => tries += 1,
+            Err(_) => return,
+        }
+        tokio::time::sleep(RETRY_DELAY).await;
+    };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     // Either direction ending ends the connection.
     tokio::select! {
-        _ = pump(client_read, server_write, fault.clone(), Direction::Request) => {}
-        _ = pump(server_read, client_write, fault, Direction::Reply) => {}
+        _ = pump(client_read, server_write, fault.clone(), Direction::Request, relaying.opening) => {}
+        _ = pump(server_read, client_write, fault, Direction::Reply, None) => {}
     }
 }
 
@@ -149,8 +206,10 @@ async fn pump(
     mut to: OwnedWriteHalf,
     mut fault: watch::Receiver<Fault>,
     direction: Direction,
+    mut opening: Option<Opening>,
 ) {
     let mut buffer = vec![0; 64 * 1024];
+    let mut opened = Vec::new();
     loop {
         if fault.wait_for(|f| !f.stalls()).await.is_err() {
             return;
@@ -165,7 +224,15 @@ async fn pump(
         if let Fault::Delay(delay) = now {
             tokio::time::sleep(delay).await;
         }
-        if now.forwards(direction) && to.write_all(&buffer[..n]).await.is_err() {
+        let mut bytes = &buffer[..n];
+        if let Some(rewrite) = &opening {
+            opened.extend_from_slice(bytes);
+            let Some(rewritten) = rewrite(&opened) else { continue };
+            opening = None;
+            opened = rewritten;
+            bytes = &opened;
+        }
+        if now.forwards(direction) && to.write_all(bytes).await.is_err() {
             return;
         }
     }
