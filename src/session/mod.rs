@@ -3,6 +3,7 @@
 
 mod clock;
 mod driver;
+mod servers;
 
 use std::fmt;
 use std::future::Future;
@@ -424,7 +425,8 @@ impl SessionBuilder {
     }
 
     /// Connects to `servers`, a ZooKeeper connect string such as
-    /// `"zk1:2181,zk2:2181,zk3:2181"` (an optional `/chroot` suffix is allowed).
+    /// `"zk1:2181,zk2:2181,zk3:2181"` (an optional `/chroot` suffix is allowed; a server
+    /// without a port means 2181).
     ///
     /// # Errors
     ///
@@ -438,11 +440,8 @@ impl SessionBuilder {
     /// Cancel safe: dropping the future abandons the attempt; a ZooKeeper session the server
     /// may already have created is never used and expires on its own.
     pub async fn connect(self, servers: &str) -> Result<Session, Error> {
-        if servers.split(',').all(|s| s.trim().is_empty() || s.trim().starts_with('/')) {
-            return Err(Error::NoServers);
-        }
         let config = ConnectConfig {
-            servers: servers.to_owned(),
+            servers: servers::normalize(servers)?,
             session_timeout: self.session_timeout,
             connect_timeout: self.connect_timeout,
             liveness_margin: self.liveness_margin,
