@@ -235,6 +235,16 @@ async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() 
     guard.release().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_into_a_closed_pipe_ends_quietly() {
+    let cluster = standalone().await;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = finish(tool(&cluster.connect_string()).args(["status", "/x"]).stdout(writer).spawn().unwrap()).await;
+    assert_eq!(code(&output), 128 + 13, "as SIGPIPE would end it: {}", text(&output.stderr));
+    assert!(output.stderr.is_empty(), "quietly: {}", text(&output.stderr));
+}
+
 async fn wait_for_file(path: &Path, content: &str) {
     eventually(&format!("{} says {content}", path.display()), PATIENCE, || async {
         std::fs::read_to_string(path).ok().filter(|c| c.trim() == content).map(drop)

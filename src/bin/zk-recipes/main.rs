@@ -3,6 +3,7 @@
 
 mod args;
 mod held;
+mod output;
 mod progress;
 mod sandbox;
 mod status;
@@ -17,6 +18,7 @@ use zk_recipes::{Error, Session, SessionBuilder, inspect};
 
 use crate::args::{Cli, Command, Run};
 use crate::held::Recipe;
+use crate::output::Printed;
 use crate::supervise::{Ended, Signals};
 
 /// Exit statuses besides the command's own (2, for usage errors, is clap's).
@@ -24,6 +26,8 @@ const FAILURE: u8 = 1;
 const USAGE: u8 = 2;
 const NOT_ACQUIRED: u8 = 3;
 const LOST: u8 = 4;
+/// 128 + SIGPIPE: what a shell reports for a tool that a closed pipe ended.
+const READER_GONE: u8 = 141;
 
 /// A failure, with the exit status it maps to.
 struct Failure {
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("zk-recipes: {}", failure.message);
+            output::warn(&failure.message);
             ExitCode::from(failure.code)
         }
     }
@@ -75,8 +79,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let snapshot = inspect(&session, &path).await;
             session.close().await;
             let snapshot = snapshot?;
-            print!("{}", if json { status::json(&snapshot) + "\n" } else { status::text(&snapshot) });
-            return Ok(0);
+            let text = if json { status::json(&snapshot) + "\n" } else { status::text(&snapshot) };
+            return match output::stdout(&text) {
+                Ok(Printed::All) => Ok(0),
+                // Like other tools whose reader left (`status | head`): quietly, as SIGPIPE would.
+                Ok(Printed::ReaderGone) => Ok(READER_GONE),
+                Err(e) => Err(Failure::new(FAILURE, format!("writing to stdout: {e}"))),
+            };
         }
         Command::Lock(run) => (Recipe::Lock, run),
         Command::ReadLock(run) => (Recipe::Read, run),
@@ -169,7 +178,7 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
                 format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
             )),
             Err(error) => {
-                eprintln!("zk-recipes: releasing {}: {error}", run.path);
+                output::warn(&format!("releasing {}: {error}", run.path));
                 Ok(supervise::exit_code(status))
             }
             Ok(()) => Ok(supervise::exit_code(status)),
