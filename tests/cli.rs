@@ -149,6 +149,28 @@ async fn bad_arguments_are_usage_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_connect_strings_are_usage_errors_at_once_and_a_missing_port_is_2181() {
+    for servers in ["garbage:::", "", " , ", "zk1:2181/app/", "::1"] {
+        let started = Instant::now();
+        let output =
+            finish(tool(servers).args(["--connect-timeout", "20s", "lock", "/x", "--", "true"]).spawn().unwrap()).await;
+        assert_eq!(code(&output), 2, "{servers:?}: {}", text(&output.stderr));
+        assert!(started.elapsed() < Duration::from_secs(10), "{servers:?}: at once, not after {:?}", started.elapsed());
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("connect string") || stderr.contains("no ZooKeeper servers"), "{servers:?}: {stderr}");
+    }
+    // A server that accepts connections on 2181 and never answers: the tool tries that port,
+    // and says so when it gives up.
+    let silent = std::net::TcpListener::bind("127.0.0.1:2181").expect("port 2181 free for this test");
+    let status = tool("127.0.0.1").args(["--connect-timeout", "1s", "status", "/x"]).spawn().unwrap();
+    let accepted = tokio::task::spawn_blocking(move || silent.accept().map(drop));
+    timeout(PATIENCE, accepted).await.expect("the tool connects to port 2181").unwrap().unwrap();
+    let output = finish(status).await;
+    assert_eq!(code(&output), 1, "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("could not reach ZooKeeper at 127.0.0.1:2181 "), "{}", text(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_gets_the_path_node_and_token_in_its_environment() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();

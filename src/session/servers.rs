@@ -43,7 +43,12 @@ pub(crate) fn normalize(servers: &str) -> Result<String, Error> {
             chroot = Some(root).filter(|root| *root != "/");
         }
         if !address.is_empty() {
-            hosts.push(server(address).map_err(|reason| invalid(format!("{address:?}: {reason}")))?);
+            // A string of several servers needs the bad one named; one server is the string.
+            let named = |reason: &str| match entries.len() {
+                1 => reason.to_owned(),
+                _ => format!("{address:?}: {reason}"),
+            };
+            hosts.push(server(address).map_err(|reason| invalid(named(reason)))?);
         }
     }
     if hosts.is_empty() {

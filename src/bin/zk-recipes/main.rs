@@ -44,7 +44,11 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = match error {
-            Error::InvalidPath { .. } | Error::InvalidPermits { .. } => USAGE,
+            Error::InvalidPath { .. }
+            | Error::InvalidPermits { .. }
+            | Error::InvalidServers { .. }
+            | Error::NoServers
+            | Error::InvalidOption { .. } => USAGE,
             Error::Timeout { .. } => NOT_ACQUIRED,
             _ => FAILURE,
         };
