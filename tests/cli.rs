@@ -137,6 +137,7 @@ async fn bad_arguments_are_usage_errors() {
         &["lock", "locks/x", "--", "true"], // not an absolute path
         &["status", "/zookeeper/x"],        // reserved
         &["semaphore", "/s", "--permits", "0", "--", "true"],
+        &["lock", "/locks/\u{1F512}", "--", "true"], // above U+FFFF: ZooKeeper rejects it
     ] {
         let output = finish(tool("127.0.0.1:1").args(args).spawn().unwrap()).await;
         assert_eq!(code(&output), 2, "{args:?}: {}", text(&output.stderr));
@@ -146,6 +147,8 @@ async fn bad_arguments_are_usage_errors() {
     // Checked before connecting: the server here does not exist.
     let bad_path = finish(tool("127.0.0.1:1").args(["lock", "locks/x", "--", "true"]).spawn().unwrap()).await;
     assert!(text(&bad_path.stderr).contains("must be absolute"), "{}", text(&bad_path.stderr));
+    let emoji = finish(tool("127.0.0.1:1").args(["status", "/locks/\u{1F512}"]).spawn().unwrap()).await;
+    assert!(text(&emoji.stderr).contains("above U+FFFF"), "{}", text(&emoji.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
