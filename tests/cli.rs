@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{count_is, eventually, observer, session, standalone};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout};
 use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk};
@@ -19,9 +19,13 @@ use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk}
 const TIMEOUT: Duration = Duration::from_secs(4);
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The built tool, talking to `connect`, with a short session timeout.
+/// The built tool, talking to `connect`, with a short session timeout. It runs under
+/// `setsid`, without a controlling terminal whatever the test runner has, as under cron; the
+/// pid is still the tool's (`setsid` only forks when it leads a process group, which a child
+/// of the test does not).
 fn tool(connect: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zk-recipes"));
+    let mut command = Command::new("setsid");
+    command.arg(env!("CARGO_BIN_EXE_zk-recipes"));
     command.env("ZK_SERVERS", connect).env_remove("ZK_DIGEST").arg("--session-timeout").arg("2s");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
@@ -261,6 +265,136 @@ async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tool_takes_its_command_and_the_commands_children_with_it_before_a_successor_acquires() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = r#"sleep 60 & echo $! > "$D/grandchild"; echo $$ > "$D/cmd"; wait"#;
+    let tool =
+        tool(&connect).env("D", dir.path()).args(["lock", "/killed", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    let grandchild = read_pid(&dir.path().join("grandchild")).await;
+    // A successor on another session, queued behind the tool: it acquires once the tool's
+    // session expires, which a SIGKILL leaves to the server's session timeout.
+    let successor_session = session(&connect, TIMEOUT).await;
+    let successor = tokio::spawn(async move {
+        let guard = Mutex::new(&successor_session, "/killed").unwrap().lock_timeout(PATIENCE).await.unwrap();
+        (Instant::now(), guard, successor_session)
+    });
+    count_is(&observer, "/killed", 2).await;
+
+    let killed_at = Instant::now();
+    signal(&tool, Signal::SIGKILL);
+    eventually("the command and its child die with the tool", Duration::from_secs(1), || async {
+        (!common::process_alive(cmd) && !common::process_alive(grandchild)).then_some(())
+    })
+    .await;
+    let gone_after = killed_at.elapsed();
+    eprintln!("the command's group was gone {gone_after:?} after the tool's SIGKILL");
+    let (acquired_at, guard, _session) = timeout(PATIENCE, successor).await.expect("the successor acquires").unwrap();
+    assert!(acquired_at > killed_at + gone_after, "the group was gone before the successor acquired");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_loss_what_ignores_sigterm_gets_sigkill_and_the_tool_waits_until_the_group_is_gone() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The command exits on SIGTERM; its child ignores it (and hands that on to `sleep`), and
+    // keeps no pipe to the test open, so that the tool's exit shows at once.
+    let command = r#"sh -c 'trap "" TERM; echo $$ > "$D/stubborn"; exec sleep 60' </dev/null >/dev/null 2>&1 &
+        echo "$ZK_LOCK_NODE" > "$D/node"; wait"#;
+    let tool = tool(&connect)
+        .env("D", dir.path())
+        .args(["lock", "/stubborn", "--kill-after", "1s", "--", "sh", "-c", command])
+        .spawn()
+        .unwrap();
+    let stubborn = read_pid(&dir.path().join("stubborn")).await;
+    let node = eventually("the node is written", PATIENCE, || async {
+        std::fs::read_to_string(dir.path().join("node")).ok().filter(|n| n.ends_with('\n'))
+    })
+    .await;
+    // Someone deletes the node: the tool has lost the lock.
+    observer.delete(node.trim(), None).await.unwrap();
+    let output = finish(tool).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(code(&output), 4, "{stderr}");
+    assert!(!common::process_alive(stubborn), "the tool exited while its command's child still ran: {stderr}");
+    assert!(stderr.contains("SIGKILL 1s later"), "{stderr}");
+    assert!(stderr.contains("the command was killed by SIGTERM"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_command_still_gets_the_signals_passed_on_to_it() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let dir = tempfile::tempdir().unwrap();
+    let command = r#"echo $$ > "$D/cmd"; kill -STOP $$; echo resumed > "$D/resumed""#;
+    let tool =
+        tool(&connect).env("D", dir.path()).args(["lock", "/stopped", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    eventually("the command stops itself", PATIENCE, || async { is_stopped(cmd).then_some(()) }).await;
+    signal(&tool, Signal::SIGTERM);
+    let output = finish(tool).await;
+    assert_eq!(code(&output), 128 + 15, "SIGTERM ended the command: {}", text(&output.stderr));
+    assert!(!dir.path().join("resumed").exists(), "SIGTERM came before the SIGCONT that resumed it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_with_stdin_piped_the_command_can_prompt_on_the_terminal() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    // Under a pseudo-terminal (`script`), stdin piped into the tool: the command reads a line
+    // from the terminal, as a password prompt would, and one from stdin. Then the shell reads
+    // the terminal too, which works only if the tool gave it back.
+    let shell = r#"printf 'piped\n' | "$TOOL" lock /tty -- sh -c 'read -r a </dev/tty; echo "tty:$a"; read -r b; echo "stdin:$b"'
+        echo "tool:$?"; read -r c </dev/tty; echo "shell:$c""#;
+    let mut terminal = Command::new("script")
+        .args(["-qec", shell, "/dev/null"])
+        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
+        .env("SHELL", "/bin/sh")
+        .env("ZK_SERVERS", &connect)
+        .env_remove("ZK_DIGEST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut keys = terminal.stdin.take().unwrap();
+    let mut screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    keys.write_all(b"typed\n").await.unwrap();
+    screen.shows("tty:typed").await;
+    keys.write_all(b"again\n").await.unwrap();
+    screen.shows("shell:again").await;
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+    assert!(screen.1.contains("stdin:piped") && screen.1.contains("tool:0"), "{}", screen.1);
+}
+
+/// What a pseudo-terminal shows, read as it comes.
+struct Screen(tokio::process::ChildStdout, String);
+
+impl Screen {
+    async fn shows(&mut self, wanted: &str) {
+        let read = async {
+            let mut buffer = [0u8; 1024];
+            while !self.1.contains(wanted) {
+                let n = self.0.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "the terminal closed before showing {wanted:?}: {}", self.1);
+                self.1.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        };
+        if timeout(PATIENCE, read).await.is_err() {
+            panic!("the terminal never showed {wanted:?}: {}", self.1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_into_a_closed_pipe_ends_quietly() {
     let cluster = standalone().await;
     let (reader, writer) = std::io::pipe().unwrap();
@@ -268,6 +402,20 @@ async fn status_into_a_closed_pipe_ends_quietly() {
     let output = finish(tool(&cluster.connect_string()).args(["status", "/x"]).stdout(writer).spawn().unwrap()).await;
     assert_eq!(code(&output), 128 + 13, "as SIGPIPE would end it: {}", text(&output.stderr));
     assert!(output.stderr.is_empty(), "quietly: {}", text(&output.stderr));
+}
+
+/// The pid a command wrote to `path`.
+async fn read_pid(path: &Path) -> u32 {
+    eventually(&format!("a pid in {}", path.display()), PATIENCE, || async {
+        std::fs::read_to_string(path).ok().filter(|p| p.ends_with('\n')).and_then(|p| p.trim().parse().ok())
+    })
+    .await
+}
+
+/// Whether the process is stopped by a signal (state `T`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('T'))
 }
 
 async fn wait_for_file(path: &Path, content: &str) {

@@ -2,12 +2,16 @@
 //! permit or leadership; show who holds a path; start a local ensemble to try it.
 
 mod args;
+mod child;
+mod group;
 mod held;
 mod output;
 mod progress;
 mod sandbox;
 mod status;
 mod supervise;
+mod terminal;
+mod watchdog;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -166,9 +170,9 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
     let lost_meanwhile = held.lost().now_or_never();
     let released = held.release().await;
     match (ended.map_err(|e| Failure::new(FAILURE, e))?, lost_meanwhile) {
-        (Ended::Lost(reason, status), _) => Err(Failure::new(
+        (Ended::Lost(reason, stopped), _) => Err(Failure::new(
             LOST,
-            format!("{} was lost while the command ran ({reason}); the command was stopped: {status}", run.path),
+            format!("{} was lost while the command ran ({reason}); {}", run.path, stopped.describe()),
         )),
         (Ended::Exited(status), Some(reason)) => Err(Failure::new(
             LOST,
