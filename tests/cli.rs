@@ -395,6 +395,54 @@ impl Screen {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_tool_whose_session_expires_queues_again_unless_told_not_to_wait_long() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, TIMEOUT).await;
+    let dir = tempfile::tempdir().unwrap();
+    for patience in [&[][..], &["--timeout", "5m"]] {
+        let guard = Mutex::new(&holder, "/requeue").unwrap().lock().await.unwrap();
+        let waiting = tool(&connect)
+            .env("D", dir.path())
+            .args(["lock", "/requeue"])
+            .args(patience)
+            .args(["--", "sh", "-c", r#"echo ran > "$D/ran""#])
+            .spawn()
+            .unwrap();
+        count_is(&observer, "/requeue", 2).await;
+        let queued = common::children(&observer, "/requeue").await;
+        // Frozen past its session timeout, the tool's session expires, and its place with it.
+        signal(&waiting, Signal::SIGSTOP);
+        eventually("the waiting node is gone with its session", PATIENCE, || async {
+            (common::children(&observer, "/requeue").await.len() == 1).then_some(())
+        })
+        .await;
+        signal(&waiting, Signal::SIGCONT);
+        if patience.is_empty() {
+            eventually("the tool queues again, with a new node", PATIENCE, || async {
+                let now = common::children(&observer, "/requeue").await;
+                (now.len() == 2 && now.iter().any(|node| !queued.contains(node))).then_some(())
+            })
+            .await;
+            guard.release().await.unwrap();
+            let output = finish(waiting).await;
+            let stderr = text(&output.stderr);
+            assert_eq!(code(&output), 0, "{stderr}");
+            assert!(stderr.contains("queueing again"), "{stderr}");
+            wait_for_file(&dir.path().join("ran"), "ran").await;
+        } else {
+            let output = finish(waiting).await;
+            let stderr = text(&output.stderr);
+            assert_eq!(code(&output), 1, "{stderr}");
+            assert!(stderr.contains("the ZooKeeper session expired while waiting; run the command again"), "{stderr}");
+            assert!(!stderr.contains("retry on the session"), "{stderr}");
+            guard.release().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_into_a_closed_pipe_ends_quietly() {
     let cluster = standalone().await;
     let (reader, writer) = std::io::pipe().unwrap();

@@ -20,7 +20,7 @@ use clap::Parser;
 use futures_util::FutureExt;
 use zk_recipes::{Error, Session, SessionBuilder, inspect};
 
-use crate::args::{Cli, Command, Run};
+use crate::args::{Cli, Command, Patience, Run};
 use crate::held::Recipe;
 use crate::output::Printed;
 use crate::supervise::{Ended, Signals};
@@ -139,7 +139,7 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
         std::future::pending::<()>().await
     };
     let acquired = tokio::select! {
-        acquired = held::acquire(session, recipe, &run.path, run.patience()) => acquired,
+        acquired = acquire(session, recipe, run, show_progress) => acquired,
         // Interrupted while waiting: the dropped acquisition's node goes with the session,
         // which the caller closes before exiting.
         _ = signals.interrupt.recv() => return Err(interrupted("SIGINT", 130, show_progress)),
@@ -191,6 +191,43 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
             }
             Ok(()) => Ok(supervise::exit_code(status)),
         },
+    }
+}
+
+/// Acquires as `run` says. Waiting without limit, a session that expires while waiting (its
+/// place in line went with it) means queueing again on the next session; with `--no-wait` or
+/// `--timeout`, that ends the attempt.
+async fn acquire(
+    session: &Session,
+    recipe: &Recipe,
+    run: &Run,
+    show_progress: bool,
+) -> Result<Option<held::Held>, Failure> {
+    loop {
+        let acquired = held::acquire(session, recipe, &run.path, run.patience()).await;
+        if show_progress && acquired.is_err() {
+            progress::clear();
+        }
+        match acquired {
+            Err(Error::SessionExpired) => match run.patience() {
+                Patience::Forever => output::warn(&format!(
+                    "the ZooKeeper session expired while waiting for {}, and its place in line \
+                     with it; queueing again, at the end of the line, on a new session",
+                    run.path
+                )),
+                Patience::NoWait | Patience::For(_) => {
+                    return Err(Failure::new(
+                        FAILURE,
+                        format!(
+                            "{}: not acquired: the ZooKeeper session expired while waiting; run the \
+                             command again to queue anew",
+                            run.path
+                        ),
+                    ));
+                }
+            },
+            acquired => return acquired.map_err(Failure::from),
+        }
     }
 }
 
