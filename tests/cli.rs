@@ -1,6 +1,9 @@
 //! The `zk-recipes` binary against real ZooKeeper: exclusion between invocations, exit
-//! statuses, the command's environment, signals while waiting, a frozen tool's command being
-//! stopped, `status` for every recipe, usage errors, the progress line and `sandbox`.
+//! statuses, the command's environment, signals while waiting and while running (a stopped
+//! command too), a frozen or killed tool's command being stopped, SIGKILL for what ignores
+//! SIGTERM, a terminal that is not on stdin, a session that expires while waiting, `status`
+//! for every recipe and into a closed pipe, usage errors (connect strings too), the progress
+//! line and `sandbox`.
 
 mod common;
 
@@ -392,6 +395,32 @@ impl Screen {
             panic!("the terminal never showed {wanted:?}: {}", self.1);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_noticed_once_the_command_had_exited_says_so() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The command freezes the tool, then exits 7 once told to: the tool learns of both only
+    // when thawed.
+    let command = r#"echo "$ZK_LOCK_NODE" > "$D/node"; echo $$ > "$D/cmd"; kill -STOP $PPID
+        i=0; while [ ! -e "$D/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exit 7"#;
+    let tool = tool(&connect).env("D", dir.path()).args(["lock", "/late", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    eventually("the tool's node is gone with its session", PATIENCE, || async {
+        common::children(&observer, "/late").await.is_empty().then_some(())
+    })
+    .await;
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    eventually("the command exits", PATIENCE, || async { (!common::process_alive(cmd)).then_some(()) }).await;
+    signal(&tool, Signal::SIGCONT);
+    let output = finish(tool).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(code(&output), 4, "{stderr}");
+    assert!(stderr.contains("the command had already exited with status 7 when the tool noticed"), "{stderr}");
+    assert!(!stderr.contains("stopping") && !stderr.contains("was stopped"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

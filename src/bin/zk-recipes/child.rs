@@ -111,6 +111,11 @@ impl Child {
             }
         }
     }
+
+    /// The command's exit status if it has exited already (reaping it), without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).ok().and_then(exit_status)
+    }
 }
 
 /// The status of a process that has ended, as the standard library represents it.

@@ -23,7 +23,7 @@ use zk_recipes::{Error, Session, SessionBuilder, inspect};
 use crate::args::{Cli, Command, Patience, Run};
 use crate::held::Recipe;
 use crate::output::Printed;
-use crate::supervise::{Ended, Signals};
+use crate::supervise::{Ended, Signals, describe};
 
 /// Exit statuses besides the command's own (2, for usage errors, is clap's).
 const FAILURE: u8 = 1;
@@ -169,28 +169,35 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
     // A loss that happened as the command was ending still makes the run unsafe to trust.
     let lost_meanwhile = held.lost().now_or_never();
     let released = held.release().await;
-    match (ended.map_err(|e| Failure::new(FAILURE, e))?, lost_meanwhile) {
-        (Ended::Lost(reason, stopped), _) => Err(Failure::new(
+    match ended.map_err(|e| Failure::new(FAILURE, e))? {
+        Ended::Lost(reason, stopped) => Err(Failure::new(
             LOST,
             format!("{} was lost while the command ran ({reason}); {}", run.path, stopped.describe()),
         )),
-        (Ended::Exited(status), Some(reason)) => Err(Failure::new(
-            LOST,
-            format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
-        )),
-        (Ended::Exited(status), None) => match released {
+        Ended::Exited(status) => {
             // The release found the node gone or the session over: the command may not have
             // held the lock to its end.
-            Err(Error::Lost { reason, .. }) => Err(Failure::new(
-                LOST,
-                format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
-            )),
-            Err(error) => {
-                output::warn(&format!("releasing {}: {error}", run.path));
-                Ok(supervise::exit_code(status))
+            let lost = lost_meanwhile.or(match released {
+                Err(Error::Lost { reason, .. }) => Some(reason),
+                Err(ref error) => {
+                    output::warn(&format!("releasing {}: {error}", run.path));
+                    None
+                }
+                Ok(()) => None,
+            });
+            match lost {
+                Some(reason) => Err(Failure::new(
+                    LOST,
+                    format!(
+                        "{} was lost ({reason}); the command had already {} when the tool noticed, \
+                         so it may have run for a while without the lock",
+                        run.path,
+                        describe(status)
+                    ),
+                )),
+                None => Ok(supervise::exit_code(status)),
             }
-            Ok(()) => Ok(supervise::exit_code(status)),
-        },
+        }
     }
 }
 

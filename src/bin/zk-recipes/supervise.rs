@@ -110,6 +110,11 @@ async fn follow(
                 Change::Continued => {}
             },
             reason = &mut lost => {
+                // Noticed only once the command had exited (the tool was frozen, say): there is
+                // nothing to stop, and the caller reports the loss with the command's status.
+                if let Some(status) = child.exited() {
+                    return Ended::Exited(status);
+                }
                 output::warn(&format!(
                     "{reason}; stopping the command (SIGTERM to its process group, SIGKILL after {})",
                     humantime::format_duration(kill_after)
