@@ -1,9 +1,9 @@
 //! The `zk-recipes` binary against real ZooKeeper: exclusion between invocations, exit
 //! statuses, the command's environment, signals while waiting and while running (a stopped
 //! command too), a frozen or killed tool's command being stopped, SIGKILL for what ignores
-//! SIGTERM, a terminal that is not on stdin, a session that expires while waiting, `status`
-//! for every recipe and into a closed pipe, usage errors (connect strings too), the progress
-//! line and `sandbox`.
+//! SIGTERM, a terminal that is not on stdin and Ctrl-Z at it, a session that expires while
+//! waiting, `status` for every recipe and into a closed pipe, usage errors (connect strings
+//! too), the progress line and `sandbox`.
 
 mod common;
 
@@ -378,6 +378,48 @@ async fn at_a_terminal_with_stdin_piped_the_command_can_prompt_on_the_terminal()
     assert!(screen.1.contains("stdin:piped") && screen.1.contains("tool:0"), "{}", screen.1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_z_at_a_terminal_stops_the_command_and_the_tool_and_sigcont_resumes_both() {
+    let cluster = standalone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shell = r#"echo $$ > "$D/tool"
+        exec "$TOOL" lock /jobs -- sh -c 'echo ready; read -r line </dev/tty; echo "line:$line"'"#;
+    let mut terminal = Command::new("script")
+        .args(["-qec", shell, "/dev/null"])
+        .env("D", dir.path())
+        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
+        .env("SHELL", "/bin/sh")
+        .env("ZK_SERVERS", cluster.connect_string())
+        .env_remove("ZK_DIGEST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut keys = terminal.stdin.take().unwrap();
+    let mut screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    let tool = read_pid(&dir.path().join("tool")).await;
+    screen.shows("ready").await;
+    // Ctrl-Z while the command reads the terminal: the terminal stops the command's group;
+    // the tool takes the terminal back and stops too, as a shell's job would. `script` passes
+    // the stop on to its parent, the test, which plays the shell.
+    keys.write_all(b"\x1a").await.unwrap();
+    eventually("the tool stops, holding the terminal, and script with it", PATIENCE, || async {
+        let stat = stat(tool);
+        // After the state: parent, process group, session, terminal, its foreground group.
+        (stat[0] == "T" && stat[2] == stat[5] && is_stopped(terminal.id().unwrap())).then_some(())
+    })
+    .await;
+    // `fg`: script resumes the tool, and the tool the command, which gets the terminal back
+    // and reads on.
+    kill(Pid::from_raw(terminal.id().unwrap() as i32), Signal::SIGCONT).unwrap();
+    keys.write_all(b"after\n").await.unwrap();
+    screen.shows("line:after").await;
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+}
+
 /// What a pseudo-terminal shows, read as it comes.
 struct Screen(tokio::process::ChildStdout, String);
 
@@ -491,8 +533,14 @@ async fn read_pid(path: &Path) -> u32 {
 
 /// Whether the process is stopped by a signal (state `T`).
 fn is_stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('T'))
+    stat(pid).first().is_some_and(|state| state == "T")
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name, from the state on (none if the
+/// process is gone).
+fn stat(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').map_or("", |(_, fields)| fields).split_whitespace().map(str::to_owned).collect()
 }
 
 async fn wait_for_file(path: &Path, content: &str) {
