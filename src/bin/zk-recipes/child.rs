@@ -103,12 +103,20 @@ impl Child {
                 Ok(status) => match exit_status(status) {
                     Some(status) => return Change::Exited(status),
                     // Still running: wait for news.
-                    None => self.changes.recv().await.unwrap_or(()),
+                    None => self.news().await,
                 },
                 Err(Errno::EINTR) => {}
                 // ECHILD cannot happen: nothing else in the tool reaps the command.
-                Err(_) => self.changes.recv().await.unwrap_or(()),
+                Err(_) => self.news().await,
             }
+        }
+    }
+
+    /// Waits for the next SIGCHLD; were the runtime's signal handling gone, polls instead
+    /// rather than spin.
+    async fn news(&mut self) {
+        if self.changes.recv().await.is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

@@ -22,7 +22,7 @@ use crate::watchdog::Watchdog;
 /// process stuck in the kernel, e.g. on a dead NFS server, outlasts SIGKILL).
 const AFTER_KILL: Duration = Duration::from_secs(5);
 /// How often a stopping group is checked for processes left: no event says it is empty.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(50);
 
 /// The signals the tool handles, registered once at start so that none is missed between
 /// waiting and running.

@@ -31,7 +31,8 @@ impl Watchdog {
     /// Starts the watchdog in a process group of its own, so that signals for the tool's
     /// group (a terminal's Ctrl-C or hangup) or the command's do not end it.
     pub fn start() -> Result<Self, String> {
-        let mut process = Command::new("sh")
+        // By its path, not through PATH, which may be anything (cron gives little).
+        let mut process = Command::new("/bin/sh")
             .arg("-c")
             .arg(WATCHDOG)
             .stdin(Stdio::piped())
@@ -39,7 +40,7 @@ impl Watchdog {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start the watchdog (sh): {e}"))?;
+            .map_err(|e| format!("cannot start the watchdog (/bin/sh): {e}"))?;
         let pipe = process.stdin.take().expect("stdin is piped");
         Ok(Self { process, pipe: Arc::new(File::from(std::os::fd::OwnedFd::from(pipe))) })
     }
