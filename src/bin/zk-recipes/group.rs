@@ -12,7 +12,7 @@ pub struct Group(pub Pid);
 impl Group {
     /// Sends `signal` to every process in the group, then SIGCONT as `timeout(1)` does: a
     /// stopped process (SIGSTOP, SIGTSTP, SIGTTIN) would otherwise keep the signal pending,
-    /// and the lock, for ever.
+    /// and the lock, for ever. SIGKILL needs none: it ends a stopped process too.
     pub fn signal(self, signal: Signal) {
         let _ = killpg(self.0, signal);
         if signal != Signal::SIGKILL {
