@@ -355,20 +355,8 @@ async fn at_a_terminal_with_stdin_piped_the_command_can_prompt_on_the_terminal()
     // the terminal too, which works only if the tool gave it back.
     let shell = r#"printf 'piped\n' | "$TOOL" lock /tty -- sh -c 'read -r a </dev/tty; echo "tty:$a"; read -r b; echo "stdin:$b"'
         echo "tool:$?"; read -r c </dev/tty; echo "shell:$c""#;
-    let mut terminal = Command::new("script")
-        .args(["-qec", shell, "/dev/null"])
-        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
-        .env("SHELL", "/bin/sh")
-        .env("ZK_SERVERS", &connect)
-        .env_remove("ZK_DIGEST")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut keys = terminal.stdin.take().unwrap();
-    let mut screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut terminal, mut keys, mut screen) = at_a_terminal(shell, &connect, dir.path());
     keys.write_all(b"typed\n").await.unwrap();
     screen.shows("tty:typed").await;
     keys.write_all(b"again\n").await.unwrap();
@@ -384,21 +372,7 @@ async fn ctrl_z_at_a_terminal_stops_the_command_and_the_tool_and_sigcont_resumes
     let dir = tempfile::tempdir().unwrap();
     let shell = r#"echo $$ > "$D/tool"
         exec "$TOOL" lock /jobs -- sh -c 'echo ready; read -r line </dev/tty; echo "line:$line"'"#;
-    let mut terminal = Command::new("script")
-        .args(["-qec", shell, "/dev/null"])
-        .env("D", dir.path())
-        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
-        .env("SHELL", "/bin/sh")
-        .env("ZK_SERVERS", cluster.connect_string())
-        .env_remove("ZK_DIGEST")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut keys = terminal.stdin.take().unwrap();
-    let mut screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    let (mut terminal, mut keys, mut screen) = at_a_terminal(shell, &cluster.connect_string(), dir.path());
     let tool = read_pid(&dir.path().join("tool")).await;
     screen.shows("ready").await;
     // Ctrl-Z while the command reads the terminal: the terminal stops the command's group;
@@ -418,6 +392,48 @@ async fn ctrl_z_at_a_terminal_stops_the_command_and_the_tool_and_sigcont_resumes
     screen.shows("line:after").await;
     let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
     assert!(status.success(), "{status:?}: {}", screen.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_a_loss_stops_everything_the_command_started() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shell = r#""$TOOL" lock /tty-loss --kill-after 1s -- sh -c 'sleep 60 & echo $! > "$D/job"
+        echo "$ZK_LOCK_NODE" > "$D/node"; read -r never </dev/tty'; echo "tool:$?""#;
+    let (mut terminal, _keys, mut screen) = at_a_terminal(shell, &connect, dir.path());
+    let job = read_pid(&dir.path().join("job")).await;
+    let node = eventually("the node is written", PATIENCE, || async {
+        std::fs::read_to_string(dir.path().join("node")).ok().filter(|n| n.ends_with('\n'))
+    })
+    .await;
+    observer.delete(node.trim(), None).await.unwrap();
+    screen.shows("tool:4").await;
+    assert!(!common::process_alive(job), "the command's background job is stopped too: {}", screen.1);
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+}
+
+/// `script` running `shell` under a pseudo-terminal, with the tool as `$TOOL`, `$D` = `dir`,
+/// and `connect` as ZK_SERVERS; its stdin (the keys typed) and what it shows.
+fn at_a_terminal(shell: &str, connect: &str, dir: &Path) -> (Child, tokio::process::ChildStdin, Screen) {
+    let mut terminal = Command::new("script")
+        .args(["-qec", shell, "/dev/null"])
+        .env("D", dir)
+        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
+        .env("SHELL", "/bin/sh")
+        .env("ZK_SERVERS", connect)
+        .env_remove("ZK_DIGEST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let keys = terminal.stdin.take().unwrap();
+    let screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    (terminal, keys, screen)
 }
 
 /// What a pseudo-terminal shows, read as it comes.
