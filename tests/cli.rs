@@ -1,6 +1,9 @@
 //! The `zk-recipes` binary against real ZooKeeper: exclusion between invocations, exit
-//! statuses, the command's environment, signals while waiting, a frozen tool's command being
-//! stopped, `status` for every recipe, usage errors, the progress line and `sandbox`.
+//! statuses, the command's environment, signals while waiting and while running (a stopped
+//! command too), a frozen or killed tool's command being stopped, SIGKILL for what ignores
+//! SIGTERM, a terminal that is not on stdin and Ctrl-Z at it, a session that expires while
+//! waiting, `status` for every recipe and into a closed pipe, usage errors (connect strings
+//! too), the progress line and `sandbox`.
 
 mod common;
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 use common::{count_is, eventually, observer, session, standalone};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout};
 use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk};
@@ -19,9 +22,13 @@ use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk}
 const TIMEOUT: Duration = Duration::from_secs(4);
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The built tool, talking to `connect`, with a short session timeout.
+/// The built tool, talking to `connect`, with a short session timeout. It runs under
+/// `setsid`, without a controlling terminal whatever the test runner has, as under cron; the
+/// pid is still the tool's (`setsid` only forks when it leads a process group, which a child
+/// of the test does not).
 fn tool(connect: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zk-recipes"));
+    let mut command = Command::new("setsid");
+    command.arg(env!("CARGO_BIN_EXE_zk-recipes"));
     command.env("ZK_SERVERS", connect).env_remove("ZK_DIGEST").arg("--session-timeout").arg("2s");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
@@ -137,6 +144,7 @@ async fn bad_arguments_are_usage_errors() {
         &["lock", "locks/x", "--", "true"], // not an absolute path
         &["status", "/zookeeper/x"],        // reserved
         &["semaphore", "/s", "--permits", "0", "--", "true"],
+        &["lock", "/locks/\u{1F512}", "--", "true"], // above U+FFFF: ZooKeeper rejects it
     ] {
         let output = finish(tool("127.0.0.1:1").args(args).spawn().unwrap()).await;
         assert_eq!(code(&output), 2, "{args:?}: {}", text(&output.stderr));
@@ -146,6 +154,30 @@ async fn bad_arguments_are_usage_errors() {
     // Checked before connecting: the server here does not exist.
     let bad_path = finish(tool("127.0.0.1:1").args(["lock", "locks/x", "--", "true"]).spawn().unwrap()).await;
     assert!(text(&bad_path.stderr).contains("must be absolute"), "{}", text(&bad_path.stderr));
+    let emoji = finish(tool("127.0.0.1:1").args(["status", "/locks/\u{1F512}"]).spawn().unwrap()).await;
+    assert!(text(&emoji.stderr).contains("above U+FFFF"), "{}", text(&emoji.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_connect_strings_are_usage_errors_at_once_and_a_missing_port_is_2181() {
+    for servers in ["garbage:::", "", " , ", "zk1:2181/app/", "::1"] {
+        let started = Instant::now();
+        let output =
+            finish(tool(servers).args(["--connect-timeout", "20s", "lock", "/x", "--", "true"]).spawn().unwrap()).await;
+        assert_eq!(code(&output), 2, "{servers:?}: {}", text(&output.stderr));
+        assert!(started.elapsed() < Duration::from_secs(10), "{servers:?}: at once, not after {:?}", started.elapsed());
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("connect string") || stderr.contains("no ZooKeeper servers"), "{servers:?}: {stderr}");
+    }
+    // A server that accepts connections on 2181 and never answers: the tool tries that port,
+    // and says so when it gives up.
+    let silent = std::net::TcpListener::bind("127.0.0.1:2181").expect("port 2181 free for this test");
+    let status = tool("127.0.0.1").args(["--connect-timeout", "1s", "status", "/x"]).spawn().unwrap();
+    let accepted = tokio::task::spawn_blocking(move || silent.accept().map(drop));
+    timeout(PATIENCE, accepted).await.expect("the tool connects to port 2181").unwrap().unwrap();
+    let output = finish(status).await;
+    assert_eq!(code(&output), 1, "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("could not reach ZooKeeper at 127.0.0.1:2181 "), "{}", text(&output.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +265,298 @@ async fn a_tool_frozen_past_its_session_timeout_stops_its_command_and_exits_4() 
         .await;
     assert!(futures_util::FutureExt::now_or_never(guard.lost()).is_none(), "the successor still holds");
     guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tool_takes_its_command_and_the_commands_children_with_it_before_a_successor_acquires() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = r#"sleep 60 & echo $! > "$D/grandchild"; echo $$ > "$D/cmd"; wait"#;
+    let tool =
+        tool(&connect).env("D", dir.path()).args(["lock", "/killed", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    let grandchild = read_pid(&dir.path().join("grandchild")).await;
+    // A successor on another session, queued behind the tool: it acquires once the tool's
+    // session expires, which a SIGKILL leaves to the server's session timeout.
+    let successor_session = session(&connect, TIMEOUT).await;
+    let successor = tokio::spawn(async move {
+        let guard = Mutex::new(&successor_session, "/killed").unwrap().lock_timeout(PATIENCE).await.unwrap();
+        (Instant::now(), guard, successor_session)
+    });
+    count_is(&observer, "/killed", 2).await;
+
+    let killed_at = Instant::now();
+    signal(&tool, Signal::SIGKILL);
+    eventually("the command and its child die with the tool", Duration::from_secs(1), || async {
+        (!common::process_alive(cmd) && !common::process_alive(grandchild)).then_some(())
+    })
+    .await;
+    let gone_after = killed_at.elapsed();
+    eprintln!("the command's group was gone {gone_after:?} after the tool's SIGKILL");
+    let (acquired_at, guard, _session) = timeout(PATIENCE, successor).await.expect("the successor acquires").unwrap();
+    assert!(acquired_at > killed_at + gone_after, "the group was gone before the successor acquired");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_loss_what_ignores_sigterm_gets_sigkill_and_the_tool_waits_until_the_group_is_gone() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The command exits on SIGTERM; its child ignores it (and hands that on to `sleep`), and
+    // keeps no pipe to the test open, so that the tool's exit shows at once.
+    let command = r#"sh -c 'trap "" TERM; echo $$ > "$D/stubborn"; exec sleep 60' </dev/null >/dev/null 2>&1 &
+        echo "$ZK_LOCK_NODE" > "$D/node"; wait"#;
+    let tool = tool(&connect)
+        .env("D", dir.path())
+        .args(["lock", "/stubborn", "--kill-after", "1s", "--", "sh", "-c", command])
+        .spawn()
+        .unwrap();
+    let stubborn = read_pid(&dir.path().join("stubborn")).await;
+    let node = eventually("the node is written", PATIENCE, || async {
+        std::fs::read_to_string(dir.path().join("node")).ok().filter(|n| n.ends_with('\n'))
+    })
+    .await;
+    // Someone deletes the node: the tool has lost the lock.
+    observer.delete(node.trim(), None).await.unwrap();
+    let output = finish(tool).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(code(&output), 4, "{stderr}");
+    assert!(!common::process_alive(stubborn), "the tool exited while its command's child still ran: {stderr}");
+    assert!(stderr.contains("SIGKILL 1s later"), "{stderr}");
+    assert!(stderr.contains("the command was killed by SIGTERM"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_command_still_gets_the_signals_passed_on_to_it() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let dir = tempfile::tempdir().unwrap();
+    let command = r#"echo $$ > "$D/cmd"; kill -STOP $$; echo resumed > "$D/resumed""#;
+    let tool =
+        tool(&connect).env("D", dir.path()).args(["lock", "/stopped", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    eventually("the command stops itself", PATIENCE, || async { is_stopped(cmd).then_some(()) }).await;
+    signal(&tool, Signal::SIGTERM);
+    let output = finish(tool).await;
+    assert_eq!(code(&output), 128 + 15, "SIGTERM ended the command: {}", text(&output.stderr));
+    assert!(!dir.path().join("resumed").exists(), "SIGTERM came before the SIGCONT that resumed it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_with_stdin_piped_the_command_can_prompt_on_the_terminal() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    // Under a pseudo-terminal (`script`), stdin piped into the tool: the command reads a line
+    // from the terminal, as a password prompt would, and one from stdin. Then the shell reads
+    // the terminal too, which works only if the tool gave it back.
+    let shell = r#"printf 'piped\n' | "$TOOL" lock /tty -- sh -c 'read -r a </dev/tty; echo "tty:$a"; read -r b; echo "stdin:$b"'
+        echo "tool:$?"; read -r c </dev/tty; echo "shell:$c""#;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut terminal, mut keys, mut screen) = at_a_terminal(shell, &connect, dir.path());
+    keys.write_all(b"typed\n").await.unwrap();
+    screen.shows("tty:typed").await;
+    keys.write_all(b"again\n").await.unwrap();
+    screen.shows("shell:again").await;
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+    assert!(screen.1.contains("stdin:piped") && screen.1.contains("tool:0"), "{}", screen.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_z_at_a_terminal_stops_the_command_and_the_tool_and_sigcont_resumes_both() {
+    let cluster = standalone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shell = r#"echo $$ > "$D/tool"
+        exec "$TOOL" lock /jobs -- sh -c 'echo ready; read -r line </dev/tty; echo "line:$line"'"#;
+    let (mut terminal, mut keys, mut screen) = at_a_terminal(shell, &cluster.connect_string(), dir.path());
+    let tool = read_pid(&dir.path().join("tool")).await;
+    screen.shows("ready").await;
+    // Ctrl-Z while the command reads the terminal: the terminal stops the command's group;
+    // the tool takes the terminal back and stops too, as a shell's job would. `script` passes
+    // the stop on to its parent, the test, which plays the shell.
+    keys.write_all(b"\x1a").await.unwrap();
+    eventually("the tool stops, holding the terminal, and script with it", PATIENCE, || async {
+        let stat = stat(tool);
+        // After the state: parent, process group, session, terminal, its foreground group.
+        (stat[0] == "T" && stat[2] == stat[5] && is_stopped(terminal.id().unwrap())).then_some(())
+    })
+    .await;
+    // `fg`: script resumes the tool, and the tool the command, which gets the terminal back
+    // and reads on.
+    kill(Pid::from_raw(terminal.id().unwrap() as i32), Signal::SIGCONT).unwrap();
+    keys.write_all(b"after\n").await.unwrap();
+    screen.shows("line:after").await;
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_a_loss_stops_everything_the_command_started() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shell = r#""$TOOL" lock /tty-loss --kill-after 1s -- sh -c 'sleep 60 & echo $! > "$D/job"
+        echo "$ZK_LOCK_NODE" > "$D/node"; read -r never </dev/tty'; echo "tool:$?""#;
+    let (mut terminal, _keys, mut screen) = at_a_terminal(shell, &connect, dir.path());
+    let job = read_pid(&dir.path().join("job")).await;
+    let node = eventually("the node is written", PATIENCE, || async {
+        std::fs::read_to_string(dir.path().join("node")).ok().filter(|n| n.ends_with('\n'))
+    })
+    .await;
+    observer.delete(node.trim(), None).await.unwrap();
+    screen.shows("tool:4").await;
+    assert!(!common::process_alive(job), "the command's background job is stopped too: {}", screen.1);
+    let status = timeout(PATIENCE, terminal.wait()).await.expect("script exits").unwrap();
+    assert!(status.success(), "{status:?}: {}", screen.1);
+}
+
+/// `script` running `shell` under a pseudo-terminal, with the tool as `$TOOL`, `$D` = `dir`,
+/// and `connect` as ZK_SERVERS; its stdin (the keys typed) and what it shows.
+fn at_a_terminal(shell: &str, connect: &str, dir: &Path) -> (Child, tokio::process::ChildStdin, Screen) {
+    let mut terminal = Command::new("script")
+        .args(["-qec", shell, "/dev/null"])
+        .env("D", dir)
+        .env("TOOL", env!("CARGO_BIN_EXE_zk-recipes"))
+        .env("SHELL", "/bin/sh")
+        .env("ZK_SERVERS", connect)
+        .env_remove("ZK_DIGEST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let keys = terminal.stdin.take().unwrap();
+    let screen = Screen(terminal.stdout.take().unwrap(), String::new());
+    (terminal, keys, screen)
+}
+
+/// What a pseudo-terminal shows, read as it comes.
+struct Screen(tokio::process::ChildStdout, String);
+
+impl Screen {
+    async fn shows(&mut self, wanted: &str) {
+        let read = async {
+            let mut buffer = [0u8; 1024];
+            while !self.1.contains(wanted) {
+                let n = self.0.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "the terminal closed before showing {wanted:?}: {}", self.1);
+                self.1.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        };
+        if timeout(PATIENCE, read).await.is_err() {
+            panic!("the terminal never showed {wanted:?}: {}", self.1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_noticed_once_the_command_had_exited_says_so() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The command freezes the tool, then exits 7 once told to: the tool learns of both only
+    // when thawed.
+    let command = r#"echo "$ZK_LOCK_NODE" > "$D/node"; echo $$ > "$D/cmd"; kill -STOP $PPID
+        i=0; while [ ! -e "$D/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exit 7"#;
+    let tool = tool(&connect).env("D", dir.path()).args(["lock", "/late", "--", "sh", "-c", command]).spawn().unwrap();
+    let cmd = read_pid(&dir.path().join("cmd")).await;
+    eventually("the tool's node is gone with its session", PATIENCE, || async {
+        common::children(&observer, "/late").await.is_empty().then_some(())
+    })
+    .await;
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    eventually("the command exits", PATIENCE, || async { (!common::process_alive(cmd)).then_some(()) }).await;
+    signal(&tool, Signal::SIGCONT);
+    let output = finish(tool).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(code(&output), 4, "{stderr}");
+    assert!(stderr.contains("the command had already exited with status 7 when the tool noticed"), "{stderr}");
+    assert!(!stderr.contains("stopping") && !stderr.contains("was stopped"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_tool_whose_session_expires_queues_again_unless_told_not_to_wait_long() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let holder = session(&connect, TIMEOUT).await;
+    let dir = tempfile::tempdir().unwrap();
+    for patience in [&[][..], &["--timeout", "5m"]] {
+        let guard = Mutex::new(&holder, "/requeue").unwrap().lock().await.unwrap();
+        let waiting = tool(&connect)
+            .env("D", dir.path())
+            .args(["lock", "/requeue"])
+            .args(patience)
+            .args(["--", "sh", "-c", r#"echo ran > "$D/ran""#])
+            .spawn()
+            .unwrap();
+        count_is(&observer, "/requeue", 2).await;
+        let queued = common::children(&observer, "/requeue").await;
+        // Frozen past its session timeout, the tool's session expires, and its place with it.
+        signal(&waiting, Signal::SIGSTOP);
+        eventually("the waiting node is gone with its session", PATIENCE, || async {
+            (common::children(&observer, "/requeue").await.len() == 1).then_some(())
+        })
+        .await;
+        signal(&waiting, Signal::SIGCONT);
+        if patience.is_empty() {
+            eventually("the tool queues again, with a new node", PATIENCE, || async {
+                let now = common::children(&observer, "/requeue").await;
+                (now.len() == 2 && now.iter().any(|node| !queued.contains(node))).then_some(())
+            })
+            .await;
+            guard.release().await.unwrap();
+            let output = finish(waiting).await;
+            let stderr = text(&output.stderr);
+            assert_eq!(code(&output), 0, "{stderr}");
+            assert!(stderr.contains("queueing again"), "{stderr}");
+            wait_for_file(&dir.path().join("ran"), "ran").await;
+        } else {
+            let output = finish(waiting).await;
+            let stderr = text(&output.stderr);
+            assert_eq!(code(&output), 1, "{stderr}");
+            assert!(stderr.contains("the ZooKeeper session expired while waiting; run the command again"), "{stderr}");
+            assert!(!stderr.contains("retry on the session"), "{stderr}");
+            guard.release().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_into_a_closed_pipe_ends_quietly() {
+    let cluster = standalone().await;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = finish(tool(&cluster.connect_string()).args(["status", "/x"]).stdout(writer).spawn().unwrap()).await;
+    assert_eq!(code(&output), 128 + 13, "as SIGPIPE would end it: {}", text(&output.stderr));
+    assert!(output.stderr.is_empty(), "quietly: {}", text(&output.stderr));
+}
+
+/// The pid a command wrote to `path`.
+async fn read_pid(path: &Path) -> u32 {
+    eventually(&format!("a pid in {}", path.display()), PATIENCE, || async {
+        std::fs::read_to_string(path).ok().filter(|p| p.ends_with('\n')).and_then(|p| p.trim().parse().ok())
+    })
+    .await
+}
+
+/// Whether the process is stopped by a signal (state `T`).
+fn is_stopped(pid: u32) -> bool {
+    stat(pid).first().is_some_and(|state| state == "T")
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name, from the state on (none if the
+/// process is gone).
+fn stat(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').map_or("", |(_, fields)| fields).split_whitespace().map(str::to_owned).collect()
 }
 
 async fn wait_for_file(path: &Path, content: &str) {

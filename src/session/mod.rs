@@ -4,6 +4,7 @@
 mod clock;
 mod driver;
 mod liveness;
+mod servers;
 
 use std::fmt;
 use std::future::Future;
@@ -519,7 +520,8 @@ impl SessionBuilder {
     }
 
     /// Connects to `servers`, a ZooKeeper connect string such as
-    /// `"zk1:2181,zk2:2181,zk3:2181"` (an optional `/chroot` suffix is allowed).
+    /// `"zk1:2181,zk2:2181,zk3:2181"` (an optional `/chroot` suffix is allowed; a server
+    /// without a port means 2181).
     ///
     /// # Errors
     ///
@@ -535,9 +537,6 @@ impl SessionBuilder {
     /// Cancel safe: dropping the future abandons the attempt; a ZooKeeper session the server
     /// may already have created is never used and expires on its own.
     pub async fn connect(self, servers: &str) -> Result<Session, Error> {
-        if servers.split(',').all(|s| s.trim().is_empty() || s.trim().starts_with('/')) {
-            return Err(Error::NoServers);
-        }
         let most = Duration::from_millis(i32::MAX as u64);
         if self.session_timeout.is_zero() || self.session_timeout > most {
             return Err(Error::InvalidOption {
@@ -549,7 +548,7 @@ impl SessionBuilder {
             });
         }
         let config = ConnectConfig {
-            servers: servers.to_owned(),
+            servers: servers::normalize(servers)?,
             session_timeout: self.session_timeout,
             connect_timeout: self.connect_timeout,
             liveness_margin: self.liveness_margin,

@@ -9,20 +9,39 @@ use clap::{Args, Parser, Subcommand};
 /// lock, a read or write lock, a semaphore permit or leadership, with a fencing token, on
 /// Apache Curator's znode layout.
 ///
-/// Exit status: the command's own after a normal run; 2 usage error; 3 not acquired in time;
-/// 4 the lock was lost while the command ran; 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)
-/// while waiting; 1 any other failure (e.g. no server reachable within the connect timeout).
+/// Exit status: the command's own after a normal run (128 + N if signal N ended it); 2 usage
+/// error (a malformed connect string too); 3 not acquired in time; 4 the lock was lost while
+/// the command ran, or by the time it exited; 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)
+/// while waiting; 141 stdout closed (`status | head`); 1 any other failure (e.g. no server
+/// reachable within the connect timeout).
 ///
-/// Without a terminal (cron, systemd, scripts) the command runs in a process group of its own,
-/// and signals — the SIGTERM of a lost lock, and SIGTERM/SIGHUP/SIGINT sent to the tool — go to
-/// the whole group. Processes the command leaves running in the background when it exits are
-/// not covered by the lock, which is released when the command exits.
+/// The command runs in a process group of its own, which is tied to the lock (a process that
+/// leaves the group, as a daemon does with setsid, is not). If the lock is lost (the session
+/// expired; or the tool was frozen past the session timeout, and the command ran on until the
+/// tool was thawed), the group gets SIGTERM, whatever of it is left gets SIGKILL after
+/// --kill-after, and the tool exits 4 once nothing in the group runs (or names the pids SIGKILL
+/// could not end). If the tool dies (SIGKILL, the OOM killer), a watchdog kills the group at
+/// once. SIGTERM, SIGHUP and SIGINT sent to the tool go to the group; every signal the tool
+/// sends the group is followed by SIGCONT, so that a stopped command gets it too.
+///
+/// At a terminal (the controlling terminal, whether or not stdin is on it) the group has the
+/// terminal while the tool runs in the foreground: prompts on /dev/tty work, and Ctrl-C and
+/// Ctrl-Z reach everything the command started. A stop from the terminal (Ctrl-Z, or reading
+/// it from the background) stops the tool too, as a shell job; fg or bg resumes both. A job
+/// stopped past the session timeout loses the lock, and its command is stopped once resumed.
+///
+/// Processes the command leaves running in the background when it exits on its own are not
+/// covered: the lock is released when the command exits.
+///
+/// A session that expires while waiting takes the place in line with it: the tool queues
+/// again on a new session (saying so on stderr), or with --no-wait or --timeout exits 1.
 ///
 /// Digest authentication: set ZK_DIGEST=user:password in the environment (never printed).
 #[derive(Debug, Parser)]
 #[command(name = "zk-recipes", version, max_term_width = 100)]
 pub struct Cli {
-    /// ZooKeeper servers, comma-separated host:port (optionally with a /chroot).
+    /// ZooKeeper servers, comma-separated host:port (port 2181 if none; [::1]:2181 for IPv6),
+    /// optionally followed by a /chroot.
     #[arg(long, env = "ZK_SERVERS", default_value = "127.0.0.1:2181", global = true)]
     pub servers: String,
 
@@ -97,7 +116,7 @@ pub struct Run {
     #[arg(long)]
     pub no_wait: bool,
 
-    /// After the lock is lost, how long CMD has between SIGTERM and SIGKILL.
+    /// After the lock is lost, how long CMD's process group has between SIGTERM and SIGKILL.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub kill_after: Duration,
 

@@ -2,11 +2,16 @@
 //! permit or leadership; show who holds a path; start a local ensemble to try it.
 
 mod args;
+mod child;
+mod group;
 mod held;
+mod output;
 mod progress;
 mod sandbox;
 mod status;
 mod supervise;
+mod terminal;
+mod watchdog;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,15 +20,18 @@ use clap::Parser;
 use futures_util::FutureExt;
 use zk_recipes::{Error, Session, SessionBuilder, inspect};
 
-use crate::args::{Cli, Command, Run};
+use crate::args::{Cli, Command, Patience, Run};
 use crate::held::Recipe;
-use crate::supervise::{Ended, Signals};
+use crate::output::Printed;
+use crate::supervise::{Ended, Signals, describe};
 
 /// Exit statuses besides the command's own (2, for usage errors, is clap's).
 const FAILURE: u8 = 1;
 const USAGE: u8 = 2;
 const NOT_ACQUIRED: u8 = 3;
 const LOST: u8 = 4;
+/// 128 + SIGPIPE: what a shell reports for a tool that a closed pipe ended.
+const READER_GONE: u8 = 141;
 
 /// A failure, with the exit status it maps to.
 struct Failure {
@@ -40,7 +48,11 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = match error {
-            Error::InvalidPath { .. } | Error::InvalidPermits { .. } => USAGE,
+            Error::InvalidPath { .. }
+            | Error::InvalidPermits { .. }
+            | Error::InvalidServers { .. }
+            | Error::NoServers
+            | Error::InvalidOption { .. } => USAGE,
             Error::Timeout { .. } => NOT_ACQUIRED,
             _ => FAILURE,
         };
@@ -58,7 +70,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("zk-recipes: {}", failure.message);
+            output::warn(&failure.message);
             ExitCode::from(failure.code)
         }
     }
@@ -75,8 +87,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let snapshot = inspect(&session, &path).await;
             session.close().await;
             let snapshot = snapshot?;
-            print!("{}", if json { status::json(&snapshot) + "\n" } else { status::text(&snapshot) });
-            return Ok(0);
+            let text = if json { status::json(&snapshot) + "\n" } else { status::text(&snapshot) };
+            return match output::stdout(&text) {
+                Ok(Printed::All) => Ok(0),
+                // Like other tools whose reader left (`status | head`): quietly, as SIGPIPE would.
+                Ok(Printed::ReaderGone) => Ok(READER_GONE),
+                Err(e) => Err(Failure::new(FAILURE, format!("writing to stdout: {e}"))),
+            };
         }
         Command::Lock(run) => (Recipe::Lock, run),
         Command::ReadLock(run) => (Recipe::Read, run),
@@ -122,7 +139,7 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
         std::future::pending::<()>().await
     };
     let acquired = tokio::select! {
-        acquired = held::acquire(session, recipe, &run.path, run.patience()) => acquired,
+        acquired = acquire(session, recipe, run, show_progress) => acquired,
         // Interrupted while waiting: the dropped acquisition's node goes with the session,
         // which the caller closes before exiting.
         _ = signals.interrupt.recv() => return Err(interrupted("SIGINT", 130, show_progress)),
@@ -152,28 +169,72 @@ async fn hold_and_run(session: &Session, recipe: &Recipe, run: &Run, signals: &m
     // A loss that happened as the command was ending still makes the run unsafe to trust.
     let lost_meanwhile = held.lost().now_or_never();
     let released = held.release().await;
-    match (ended.map_err(|e| Failure::new(FAILURE, e))?, lost_meanwhile) {
-        (Ended::Lost(reason, status), _) => Err(Failure::new(
+    match ended.map_err(|e| Failure::new(FAILURE, e))? {
+        Ended::Lost(reason, stopped) => Err(Failure::new(
             LOST,
-            format!("{} was lost while the command ran ({reason}); the command was stopped: {status}", run.path),
+            format!("{} was lost while the command ran ({reason}); {}", run.path, stopped.describe()),
         )),
-        (Ended::Exited(status), Some(reason)) => Err(Failure::new(
-            LOST,
-            format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
-        )),
-        (Ended::Exited(status), None) => match released {
+        Ended::Exited(status) => {
             // The release found the node gone or the session over: the command may not have
             // held the lock to its end.
-            Err(Error::Lost { reason, .. }) => Err(Failure::new(
-                LOST,
-                format!("{} was lost as the command ended ({reason}); the command {status}", run.path),
-            )),
-            Err(error) => {
-                eprintln!("zk-recipes: releasing {}: {error}", run.path);
-                Ok(supervise::exit_code(status))
+            let lost = lost_meanwhile.or(match released {
+                Err(Error::Lost { reason, .. }) => Some(reason),
+                Err(ref error) => {
+                    output::warn(&format!("releasing {}: {error}", run.path));
+                    None
+                }
+                Ok(()) => None,
+            });
+            match lost {
+                Some(reason) => Err(Failure::new(
+                    LOST,
+                    format!(
+                        "{} was lost ({reason}); the command had already {} when the tool noticed, \
+                         so it may have run for a while without the lock",
+                        run.path,
+                        describe(status)
+                    ),
+                )),
+                None => Ok(supervise::exit_code(status)),
             }
-            Ok(()) => Ok(supervise::exit_code(status)),
-        },
+        }
+    }
+}
+
+/// Acquires as `run` says. Waiting without limit, a session that expires while waiting (its
+/// place in line went with it) means queueing again on the next session; with `--no-wait` or
+/// `--timeout`, that ends the attempt.
+async fn acquire(
+    session: &Session,
+    recipe: &Recipe,
+    run: &Run,
+    show_progress: bool,
+) -> Result<Option<held::Held>, Failure> {
+    loop {
+        let acquired = held::acquire(session, recipe, &run.path, run.patience()).await;
+        if show_progress && acquired.is_err() {
+            progress::clear();
+        }
+        match acquired {
+            Err(Error::SessionExpired) => match run.patience() {
+                Patience::Forever => output::warn(&format!(
+                    "the ZooKeeper session expired while waiting for {}, and its place in line \
+                     with it; queueing again, at the end of the line, on a new session",
+                    run.path
+                )),
+                Patience::NoWait | Patience::For(_) => {
+                    return Err(Failure::new(
+                        FAILURE,
+                        format!(
+                            "{}: not acquired: the ZooKeeper session expired while waiting; run the \
+                             command again to queue anew",
+                            run.path
+                        ),
+                    ));
+                }
+            },
+            acquired => return acquired.map_err(Failure::from),
+        }
     }
 }
 
