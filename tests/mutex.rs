@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use common::{children, children_of, count_is, eventually, observer, recorded, session, standalone};
+use common::{children, children_of, eventually, observer, recorded, session, standalone};
 use rand::RngExt;
 use tokio::time::Instant;
 use zk_recipes::testing::{Fault, Proxy};
