@@ -10,6 +10,7 @@
 mod contended;
 mod deep;
 mod failover;
+mod heartbeat;
 mod memory;
 mod oneshot;
 mod report;
@@ -43,7 +44,8 @@ impl Options {
     }
 }
 
-const BENCHES: [&str; 7] = ["uncontended", "contended", "deep", "semaphore", "failover", "oneshot", "memory"];
+const BENCHES: [&str; 8] =
+    ["uncontended", "contended", "deep", "semaphore", "failover", "oneshot", "memory", "heartbeat"];
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -135,13 +137,16 @@ async fn main() -> Result<()> {
         let no_fsync = Servers::start("standalone, fsync off", 1, false).await?;
         uncontended::run(&no_fsync, options, &mut report).await?;
     }
-    if options.runs("uncontended") || options.runs("contended") {
+    if options.runs("uncontended") || options.runs("contended") || options.runs("heartbeat") {
         let ensemble = Servers::start("3-node ensemble", 3, true).await?;
         if options.runs("uncontended") {
             uncontended::run(&ensemble, options, &mut report).await?;
         }
         if options.runs("contended") {
             contended::run(&ensemble, options, &mut report).await?;
+        }
+        if options.runs("heartbeat") {
+            heartbeat::run(&ensemble, options, &mut report).await?;
         }
     }
 
