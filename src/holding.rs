@@ -316,6 +316,10 @@ impl LossWatch {
                 event = async { watch.as_mut().expect("armed above").await }, if watch.is_some() => {
                     watch = None;
                     match event {
+                        // Once the proof has run out, the deletion may be the expiry's.
+                        NodeEvent::Deleted if !self.session.proven_until(self.generation).is_some_and(|u| !u.has_passed()) => {
+                            return LossReason::Unconfirmed;
+                        }
                         NodeEvent::Deleted => return LossReason::NodeDeleted,
                         NodeEvent::Changed => {}
                         // The session state arrives through `status`.

@@ -466,7 +466,7 @@ impl<'s> Attempt<'s> {
                     let next_in_line = self.rule.proceeds_when_head_leaves(&queue, position, on);
                     drop(queue);
                     let deleted = self.wait_for_change(&ahead).await?;
-                    if deleted && next_in_line && self.still_ours()? {
+                    if deleted && next_in_line && self.still_ours().await? {
                         if self.grant().await? {
                             tracing::debug!(
                                 waited_ms = self.started.elapsed().as_millis() as u64,
@@ -546,20 +546,17 @@ impl<'s> Attempt<'s> {
             }
         };
         match outcome {
-            Change::Own(event) => self.own_changed(event),
+            Change::Own(event) => self.own_changed(event).await,
             Change::Ahead(event) => Ok(event == zk::EventType::NodeDeleted),
         }
     }
 
     /// Handles an event of the watch on our own node: a deletion is the end of this attempt;
     /// anything else (someone wrote to it) means re-arming the watch and looking again.
-    fn own_changed(&mut self, event: NodeEvent) -> Result<bool, Error> {
+    async fn own_changed(&mut self, event: NodeEvent) -> Result<bool, Error> {
         self.own_watch = None;
         match event {
-            NodeEvent::Deleted => {
-                tracing::warn!(node = %self.own_path(), "our node was deleted by someone else while waiting");
-                Err(Error::Lost { node: self.own_path(), reason: LossReason::NodeDeleted })
-            }
+            NodeEvent::Deleted => Err(deleted(self.session, self.generation, self.own_path()).await),
             NodeEvent::Changed => Ok(false),
             NodeEvent::SessionEnded => {
                 Err(ended(self.session.ended(self.generation).unwrap_or(LossReason::SessionExpired)))
@@ -570,9 +567,9 @@ impl<'s> Attempt<'s> {
     /// Whether our node is known to exist still, for the shortcut that proceeds without
     /// listing: its watch has not fired, and no reconnection happened since the request whose
     /// answer last showed it. `Ok(false)` means: list to find out.
-    fn still_ours(&mut self) -> Result<bool, Error> {
+    async fn still_ours(&mut self) -> Result<bool, Error> {
         if let Some(event) = self.own_watch.as_mut().and_then(|own| own.as_mut().now_or_never()) {
-            return self.own_changed(event);
+            return self.own_changed(event).await;
         }
         let reconnected = self.seen_on.changed().now_or_never().is_some();
         if reconnected {
@@ -605,10 +602,7 @@ impl<'s> Attempt<'s> {
             *required = None;
         }
         match event {
-            NodeEvent::Deleted => {
-                tracing::warn!(%node, "the node this attempt waits under was deleted by someone else");
-                Err(Error::Lost { node, reason: LossReason::NodeDeleted })
-            }
+            NodeEvent::Deleted => Err(deleted(session, generation, node).await),
             // Someone wrote to it: the listing after this wake-up shows nothing new.
             NodeEvent::Changed => Ok(()),
             NodeEvent::SessionEnded => Err(ended(session.ended(generation).unwrap_or(LossReason::SessionExpired))),
@@ -774,6 +768,25 @@ async fn until_fired(session: &Session, generation: u64, watcher: zk::OneshotWat
         (zk::EventType::Session, zk::SessionState::AuthFailed) => Err(Error::AuthFailed),
         (event_type, _) => Ok(event_type),
     }
+}
+
+/// The error for an attempt whose watch saw `node` deleted: someone else deleted it — unless our
+/// own session expired, which deletes our nodes too and delivers their deletion before the
+/// expiry (a client frozen past the session timeout reads both when it wakes). While the
+/// session is proven alive the server cannot have expired it; otherwise one request tells.
+async fn deleted(session: &Session, generation: u64, node: String) -> Error {
+    let proven = session.proven_until(generation).is_some_and(|until| !until.has_passed());
+    if !proven {
+        let alive = match session.client_of(generation) {
+            Some(client) => send(session, generation, &node, || client.check_stat("/")).await.map(drop),
+            None => Err(Error::SessionExpired),
+        };
+        if let Err(err) = alive {
+            return err;
+        }
+    }
+    tracing::warn!(%node, "deleted by someone else while waiting");
+    Error::Lost { node, reason: LossReason::NodeDeleted }
 }
 
 /// The error for an attempt whose ZooKeeper session ended.
