@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use common::{children, count_is, observer, session, standalone};
 use futures_util::FutureExt;
-use zk_recipes::testing::{Fault, Proxy};
-use zk_recipes::{LossReason, Mutex, SessionState};
+use tokio::time::Instant;
+use zk_recipes::testing::{Fault, Proxy, TestingCluster};
+use zk_recipes::{LeaderLatch, LossReason, Mutex, Semaphore, Session, SessionState};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -93,4 +94,123 @@ async fn the_first_guard_after_a_slow_connect_is_not_lost_on_arrival() {
     let guard = tokio::time::timeout(PATIENCE, Mutex::new(&session, "/slow").unwrap().lock()).await.unwrap().unwrap();
     assert!(guard.lost().now_or_never().is_none(), "a guard handed out just now is not lost on arrival");
     guard.release().await.expect("held to the end");
+}
+
+/// ZooKeeper's stock timing: a follower cut off from the leader notices after syncLimit ×
+/// tickTime = 10 s, which is also the default session timeout.
+fn stock_ensemble() -> zk_recipes::testing::ClusterBuilder {
+    TestingCluster::builder()
+        .size(3)
+        .partitionable()
+        .setting("tickTime", "2000")
+        .setting("syncLimit", "5")
+        .setting("initLimit", "10")
+}
+
+/// What one recipe's holder and its successor saw, in seconds after the partition began.
+#[derive(Debug)]
+struct Overlap {
+    recipe: &'static str,
+    lost: f64,
+    succeeded: f64,
+}
+
+/// A holder of a mutex, a semaphore lease and a latch leadership, with default options, on
+/// a session that reaches only `holder_member`; a successor for each on a session that reaches
+/// only `successor_member`. `cut` partitions the ensemble; returns when each holder's `lost()`
+/// resolved and when each successor acquired, after the cut.
+async fn overlap_after(
+    cluster: &TestingCluster,
+    holder_member: usize,
+    successor_member: usize,
+    cut: impl FnOnce(),
+) -> Vec<Overlap> {
+    let holder = Session::connect(&cluster.address(holder_member).to_string()).await.unwrap();
+    let successor = Session::connect(&cluster.address(successor_member).to_string()).await.unwrap();
+    let guard = Mutex::new(&holder, "/cut/mutex").unwrap().lock().await.unwrap();
+    let lease = Semaphore::new(&holder, "/cut/semaphore", 1).unwrap().acquire().await.unwrap();
+    let candidate = LeaderLatch::new(&holder, "/cut/latch", "holder").unwrap().start().await.unwrap();
+    let term = candidate.leadership().await.unwrap();
+
+    let mutex = Mutex::new(&successor, "/cut/mutex").unwrap();
+    let semaphore = Semaphore::new(&successor, "/cut/semaphore", 1).unwrap();
+    let latch = LeaderLatch::new(&successor, "/cut/latch", "successor").unwrap();
+    let follower = latch.start().await.unwrap();
+    let observer = observer(&cluster.address(successor_member).to_string()).await;
+    let waiting_mutex = tokio::spawn(async move { mutex.lock().await.map(|guard| (Instant::now(), guard)) });
+    let waiting_lease = tokio::spawn(async move { semaphore.acquire().await.map(|lease| (Instant::now(), lease)) });
+    count_is(&observer, "/cut/mutex", 2).await;
+    count_is(&observer, "/cut/latch", 2).await;
+    count_is(&observer, "/cut/semaphore/leases", 2).await;
+
+    // The scenario is a holder that has held for a while, whose proof rests on its heartbeats
+    // rather than on its session's creation: a fixed wait as part of the fault schedule (lag and
+    // two heartbeats of the 10 s timeout), not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let started = Instant::now();
+    let when_lost = |lost: std::pin::Pin<Box<dyn std::future::Future<Output = LossReason> + Send>>| {
+        tokio::spawn(async move { (lost.await, Instant::now()) })
+    };
+    let losses =
+        [when_lost(Box::pin(guard.lost())), when_lost(Box::pin(lease.lost())), when_lost(Box::pin(term.lost()))];
+    cut();
+    let leading = async { follower.leadership().await.map(|_| Instant::now()) };
+    let bound = Duration::from_secs(120);
+    let (mutex_at, lease_at, latch_at) = tokio::time::timeout(bound, async {
+        let (mutex, lease, latch) = tokio::join!(waiting_mutex, waiting_lease, leading);
+        (mutex.unwrap().unwrap().0, lease.unwrap().unwrap().0, latch.unwrap())
+    })
+    .await
+    .expect("every successor acquires once the holder's session expired");
+    let mut overlaps = Vec::new();
+    for ((recipe, succeeded), loss) in
+        [("mutex", mutex_at), ("semaphore", lease_at), ("latch", latch_at)].into_iter().zip(losses)
+    {
+        let (reason, at) = tokio::time::timeout(bound, loss).await.unwrap().unwrap();
+        let secs = |at: Instant| at.duration_since(started).as_secs_f64();
+        tracing::info!(recipe, %reason, lost = secs(at), succeeded = secs(succeeded), "after the cut");
+        overlaps.push(Overlap { recipe, lost: secs(at), succeeded: secs(succeeded) });
+    }
+    drop((candidate, follower));
+    overlaps
+}
+
+fn assert_lost_first(overlaps: &[Overlap]) {
+    eprintln!("seconds after the cut: {overlaps:?}");
+    for overlap in overlaps {
+        assert!(
+            overlap.lost < overlap.succeeded,
+            "{}: the holder's lost() resolved {:.2} s after the cut, its successor acquired at {:.2} s",
+            overlap.recipe,
+            overlap.lost,
+            overlap.succeeded
+        );
+    }
+}
+
+/// The holder's server is a follower cut off from the leader, which keeps a quorum with the
+/// other follower. The follower answers reads until it notices (10 s); the leader, hearing
+/// nothing of the session, expires it after 10 s, and successors acquire. Every holder's
+/// `lost()` resolves before any successor acquires.
+#[tokio::test]
+async fn a_holder_on_a_follower_cut_off_from_the_leader_knows_before_a_successor_acquires() {
+    common::init_tracing();
+    let cluster = stock_ensemble().start().await.unwrap();
+    let leader = cluster.leader().await.unwrap();
+    let follower = (0..3).find(|&m| m != leader).unwrap();
+    let overlaps = overlap_after(&cluster, follower, leader, || cluster.isolate(follower).unwrap()).await;
+    assert_lost_first(&overlaps);
+}
+
+/// The holder's server is the leader, cut off from both followers (silently, both ways). It
+/// serves until it notices it lost its quorum; the followers elect a new leader, which expires
+/// the session a full timeout after it began to lead. Every holder's `lost()` resolves first.
+#[tokio::test]
+async fn a_holder_on_a_leader_cut_off_from_its_followers_knows_before_a_successor_acquires() {
+    common::init_tracing();
+    let cluster = stock_ensemble().start().await.unwrap();
+    let leader = cluster.leader().await.unwrap();
+    let follower = (0..3).find(|&m| m != leader).unwrap();
+    let overlaps = overlap_after(&cluster, leader, follower, || cluster.isolate(leader).unwrap()).await;
+    assert_lost_first(&overlaps);
 }
