@@ -317,7 +317,7 @@ impl LossWatch {
                     watch = None;
                     match event {
                         // Once the proof has run out, the deletion may be the expiry's.
-                        NodeEvent::Deleted if !self.session.proven_until(self.generation).is_some_and(|u| !u.has_passed()) => {
+                        NodeEvent::Deleted if self.session.proven_until(self.generation).is_none_or(|u| u.has_passed()) => {
                             return LossReason::Unconfirmed;
                         }
                         NodeEvent::Deleted => return LossReason::NodeDeleted,
