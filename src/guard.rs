@@ -42,10 +42,12 @@ macro_rules! guard {
             ///
             /// - at once when the session expires or is closed;
             /// - when anyone else deletes the holder's node;
-            /// - while the connection is silent, at the latest when the server could have
-            ///   expired the session: the session timeout (less a small margin) after the send
-            ///   time of the last request the server answered. The server heard from us no
-            ///   earlier than that, so it cannot have expired the session before;
+            /// - while the ZooKeeper leader may no longer hear of the session — the connection is
+            ///   silent, or its server is cut off from the leader — at the latest when the leader
+            ///   could have expired the session: the session timeout (less 2 % and the liveness
+            ///   margin) after the send time of the latest request that a heartbeat answered by
+            ///   the leader confirms (`recipes/mutex.md`, "Knowing when the lock is lost", gives
+            ///   the rule and its assumptions);
             /// - with [`LossReason::Released`](crate::LossReason::Released) if the guard is
             ///   released meanwhile.
             ///

@@ -10,19 +10,26 @@
 //!
 //! # What every recipe guarantees
 //!
-//! - **Fencing.** Every acquisition comes with a [`FencingToken`], strictly larger than every
-//!   token handed out before on the same path — also after the server deleted and recreated
-//!   the lock directory. A lock holder can pause past its session timeout and not notice that
+//! - **Fencing.** Every acquisition comes with a [`FencingToken`]. An exclusive holder's (mutex,
+//!   writer, leader) is strictly larger than every token handed out before on the same path —
+//!   also after the server deleted and recreated the lock directory; a reader's is larger than
+//!   every earlier writer's and smaller than every later writer's (readers hold together, in no
+//!   token order among themselves); a lease's is larger than every earlier lease's. A lock holder can pause past its session timeout and not notice that
 //!   it lost the lock; a resource that rejects stale tokens cannot be corrupted by it.
-//! - **Fail closed.** A guard tells its holder as soon as the connection drops
-//!   ([`MutexGuard::suspended`]) and when holding is lost *or can no longer be proven*
-//!   ([`MutexGuard::lost`]): before the server can have expired the session, even while the
-//!   network is silent.
+//! - **Fail closed, under stated assumptions.** A guard tells its holder as soon as the
+//!   connection drops ([`MutexGuard::suspended`]) and when holding is lost *or can no longer be
+//!   proven* ([`MutexGuard::lost`]): before the ZooKeeper leader can have expired the session,
+//!   even while the network is silent and when the holder's server is a follower cut off from
+//!   the leader. The proof rests on heartbeats only the leader can answer and assumes clock
+//!   rates within 2 %, ZooKeeper's default `minSessionTimeout` and the same session timeout on
+//!   every member (`recipes/mutex.md`, "Knowing when the lock is lost"). A contender whose node
+//!   someone else deletes never comes back as a holder, and no guard is handed out already lost.
 //! - **Fair and quiet.** Contenders are served in arrival order. A waiter watches only the node
-//!   just ahead of it: one release wakes one waiter, and an uncontended acquisition costs one
-//!   round trip (the create and the `getChildren` travel together).
+//!   just ahead of it (and its own): one release wakes one waiter, and an uncontended
+//!   acquisition costs one round trip (the create and the `getChildren` travel together).
 //! - **Nothing orphaned.** A cancelled, timed-out or failed acquisition deletes its node,
-//!   retried until the delete succeeds or the session ends. A lost create reply is recovered
+//!   retried until the delete succeeds or the session ends (a delete the server refuses for good
+//!   is logged; the node then stays until the session ends). A lost create reply is recovered
 //!   by Curator's protected-name search, adopting a node only if this session owns it.
 //! - **Curator's layout.** Nodes are Curator's (`_c_<uuid>-lock-<seq>`, `…-__READ__<seq>`,
 //!   `…-__WRIT__<seq>`, `…/leases/…-lease-<seq>`) under CONTAINER parents; kazoo's `__lock__`

@@ -155,11 +155,13 @@ impl Shared {
 ///
 /// - **States** ([`SessionState`]): connected, suspended (connection dropped, the session may
 ///   live), lost (expired), closed — see [`states`](Session::states).
-/// - **A proof of liveness.** The session sends a small request every 1/8 of the session
-///   timeout and remembers the send time of the last one the server answered. The server heard
-///   from the session no earlier than that, so it cannot expire the session before that time
-///   plus the session timeout. Guards use this bound to report a possible loss *before* the
-///   server can act on it, even while the connection is silent. See `recipes/mutex.md`.
+/// - **A proof of liveness.** The session sends a `sync` every 1/8 of the session timeout. A
+///   follower forwards it to the ZooKeeper leader, the member that expires sessions, and answers
+///   only once the leader processed it; so the answers prove until when the leader keeps the
+///   session, even when the member the session is connected to is cut off from the leader.
+///   Guards use this bound to report a possible loss *before* the server can act on it, even
+///   while the connection is silent. See `recipes/mutex.md`, "Knowing when the lock is lost",
+///   for the rule, its assumptions and what it costs the leader.
 /// - **A fresh ZooKeeper session after expiry**, established with exponential backoff. What was
 ///   held under the old session is reported lost; new acquisitions use the new session.
 /// - **Background cleanup**: contender nodes of dropped guards and cancelled acquisitions are
