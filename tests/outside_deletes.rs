@@ -30,6 +30,12 @@ async fn watches(cluster: &TestingCluster, node: &str, watcher: &Session) {
     .await;
 }
 
+/// Starts waiting for the mutex at `path` on `session`, in a task.
+fn lock_in_background(session: &Session, path: &str) -> tokio::task::JoinHandle<Result<zk_recipes::MutexGuard, Error>> {
+    let mutex = Mutex::new(session, path).unwrap();
+    tokio::spawn(async move { mutex.lock().await })
+}
+
 fn is_deleted(result: &Result<impl std::fmt::Debug, Error>, node: &str) -> bool {
     matches!(result, Err(Error::Lost { node: lost, reason: LossReason::NodeDeleted }) if lost == node)
 }
@@ -44,15 +50,9 @@ async fn a_mutex_waiter_whose_node_is_deleted_never_holds() {
     let (h, a, b) =
         (session(&connect, TIMEOUT).await, session(&connect, TIMEOUT).await, session(&connect, TIMEOUT).await);
     let held = Mutex::new(&h, "/m").unwrap().lock().await.unwrap();
-    let waiting_a = tokio::spawn({
-        let mutex = Mutex::new(&a, "/m").unwrap();
-        async move { mutex.lock().await }
-    });
+    let waiting_a = lock_in_background(&a, "/m");
     count_is(&observer, "/m", 2).await;
-    let waiting_b = tokio::spawn({
-        let mutex = Mutex::new(&b, "/m").unwrap();
-        async move { mutex.lock().await }
-    });
+    let waiting_b = lock_in_background(&b, "/m");
     count_is(&observer, "/m", 3).await;
     let nodes = queue(&observer, "/m").await;
     // A watches H, B watches A: both are waiting for real.
@@ -80,10 +80,7 @@ async fn a_waiter_deleted_together_with_the_head_ahead_of_it_never_holds() {
     let observer = observer(&connect).await;
     let (h, a) = (session(&connect, TIMEOUT).await, session(&connect, TIMEOUT).await);
     let _held = Mutex::new(&h, "/together").unwrap().lock().await.unwrap();
-    let waiting = tokio::spawn({
-        let mutex = Mutex::new(&a, "/together").unwrap();
-        async move { mutex.lock().await }
-    });
+    let waiting = lock_in_background(&a, "/together");
     count_is(&observer, "/together", 2).await;
     let nodes = queue(&observer, "/together").await;
     watches(&cluster, &nodes[0], &a).await;
@@ -115,10 +112,7 @@ async fn a_waiter_deleted_while_disconnected_never_holds_when_it_reconnects() {
     for round in 0..4 {
         let path = format!("/cut-{round}");
         let held = Mutex::new(&h, &path).unwrap().lock().await.unwrap();
-        let waiting = tokio::spawn({
-            let mutex = Mutex::new(&a, &path).unwrap();
-            async move { mutex.lock().await }
-        });
+        let waiting = lock_in_background(&a, &path);
         count_is(&observer, &path, 2).await;
         let nodes = queue(&observer, &path).await;
         watches(&cluster, &nodes[0], &a).await;
