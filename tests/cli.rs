@@ -158,6 +158,31 @@ async fn bad_arguments_are_usage_errors() {
     assert!(text(&emoji.stderr).contains("above U+FFFF"), "{}", text(&emoji.stderr));
 }
 
+/// Durations too large to add or multiply: a session timeout ZooKeeper cannot grant is a usage
+/// error; a huge connect timeout or kill-after never panics, before or after the command ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_are_usage_errors_or_no_deadline_never_a_panic() {
+    for timeout in ["0s", "25d", "18446744073709551615s"] {
+        // Not `tool`, which gives a session timeout of its own.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zk-recipes"));
+        command.env("ZK_SERVERS", "127.0.0.1:1").stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output =
+            finish(command.args(["--session-timeout", timeout, "lock", "/x", "--", "true"]).spawn().unwrap()).await;
+        assert_eq!(code(&output), 2, "{timeout}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("session timeout"), "{timeout}: {}", text(&output.stderr));
+    }
+    let cluster = standalone().await;
+    let huge = "18446744073709551615s";
+    let output = finish(
+        tool(&cluster.connect_string())
+            .args(["--connect-timeout", huge, "lock", "/huge", "--kill-after", huge, "--", "sh", "-c", "exit 7"])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code(&output), 7, "the command's own status: {}", text(&output.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_connect_strings_are_usage_errors_at_once_and_a_missing_port_is_2181() {
     for servers in ["garbage:::", "", " , ", "zk1:2181/app/", "::1"] {
