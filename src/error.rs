@@ -194,6 +194,9 @@ pub enum LossReason {
     /// session: the session timeout has passed since the send time of the last request the
     /// server answered. The node may still exist, but holding can no longer be proven.
     Unconfirmed,
+    /// The server refused to watch the holder's node (it lacks READ permission for this
+    /// session): a deletion of it would go unnoticed, so holding can no longer be proven.
+    Unwatchable,
     /// The holder released it.
     Released,
     /// There was nothing to lose: the participant did not lead when asked
@@ -208,6 +211,9 @@ impl fmt::Display for LossReason {
             Self::SessionClosed => "the session was closed",
             Self::NodeDeleted => "the node was deleted by someone else",
             Self::Unconfirmed => "the server may have expired the session: no answer within the session timeout",
+            Self::Unwatchable => {
+                "the server refused to watch the holder's node (does its ACL grant this session READ?), so its deletion would go unnoticed"
+            }
             Self::Released => "it was released",
             Self::NotLeader => "this participant was not the leader",
         })

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
@@ -30,13 +31,36 @@ pub(crate) struct Held {
     armed: Arc<Armed>,
 }
 
-/// A watch set already, waiting to be used.
+/// A watch set already, waiting to be used — or what it saw, once it fired.
 #[derive(Default)]
 struct Armed(StdMutex<Option<NodeWatch>>);
 
 impl Armed {
     fn take(&self) -> Option<NodeWatch> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Polls the watch once, without waiting; a watch that fired is replaced by its outcome,
+    /// so that it is never polled after completing.
+    fn poll(&self) -> Option<NodeEvent> {
+        let mut armed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let event = armed.as_mut()?.as_mut().now_or_never()?;
+        *armed = Some(Box::pin(std::future::ready(event)));
+        Some(event)
+    }
+
+    /// The loss the watch has seen already, if any.
+    fn fired(&self) -> Option<LossReason> {
+        match self.poll()? {
+            NodeEvent::Deleted => Some(LossReason::NodeDeleted),
+            NodeEvent::Refused => Some(LossReason::Unwatchable),
+            NodeEvent::Changed | NodeEvent::SessionEnded => None,
+        }
+    }
+
+    /// Sends the watch's request now, so that it is armed before anyone asks.
+    fn arm(&self) {
+        self.poll();
     }
 }
 
@@ -138,10 +162,21 @@ impl Holding {
         Self { held, since: Instant::now(), released: false, strays }
     }
 
-    /// Hands over a watch on the node that the acquisition set, so that `lost()` need not set
-    /// another.
-    pub(crate) fn reuse_watch(&mut self, watch: NodeWatch) {
-        *self.held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
+    /// Watches the node from now on — with the watch the acquisition set, if it set one — so
+    /// that a deletion is known to `lost()` and to `release()` even if nobody was listening
+    /// then. A watch not set yet is sent at once, behind the acquisition's last request.
+    pub(crate) fn watch(&mut self, watch: Option<NodeWatch>) {
+        let held = &self.held;
+        let watch =
+            watch.unwrap_or_else(|| Box::pin(watch_node(held.session.clone(), held.generation, held.node.to_string())));
+        *held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
+        held.armed.arm();
+    }
+
+    /// Keeps a watch the acquisition set, without setting one if it set none: for holdings that
+    /// are a means, not an end (a semaphore's internal mutex, given back at once).
+    pub(crate) fn keep_watch(&mut self, watch: Option<NodeWatch>) {
+        *self.held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = watch;
     }
 
     pub(crate) fn held(&self) -> &Held {
@@ -169,6 +204,10 @@ impl Holding {
     /// If the future is dropped before the delete is confirmed, `Drop` schedules it again.
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let held = self.held.clone();
+        // A deletion the watch on the node saw already is a loss, whoever deletes what is left.
+        if let Some(reason) = held.armed.fired() {
+            record_loss(&held.loss, &held.node, held.label, reason);
+        }
         let earlier = *held.loss.get_or_init(|| LossReason::Released);
         let lost = |reason| {
             if earlier == LossReason::Released {
@@ -217,7 +256,8 @@ impl Holding {
         tracing::debug!(node = %self.held.node, held_ms = self.since.elapsed().as_millis() as u64, "handing back");
         // Without a client the session is over, and the node with it.
         if let Ok(client) = self.held.client() {
-            self.target().send_and_schedule(&client, &self.held.session, self.held.generation);
+            let watch = self.held.armed.take();
+            self.target().send_and_schedule(&client, &self.held.session, self.held.generation, watch);
         }
         self.clean_strays();
     }
@@ -276,12 +316,16 @@ struct LossWatch {
 pub(crate) type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
 
 /// What a watch on a node reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NodeEvent {
     Deleted,
     /// Its data changed (someone wrote to it): watch again.
     Changed,
     /// The session ended; the session state says how.
     SessionEnded,
+    /// The server refused the watch for good (no READ permission on the node, since ZooKeeper
+    /// 3.8.4 checks it on `exists`): the node's deletion would go unnoticed.
+    Refused,
 }
 
 impl LossWatch {
@@ -324,6 +368,8 @@ impl LossWatch {
                         NodeEvent::Changed => {}
                         // The session state arrives through `status`.
                         NodeEvent::SessionEnded => watching = false,
+                        // Fail closed: a deletion could no longer be seen.
+                        NodeEvent::Refused => return LossReason::Unwatchable,
                     }
                 }
             }
@@ -352,7 +398,13 @@ pub(crate) async fn watch_node(session: Session, generation: u64, node: String) 
             zk::EventType::Session => NodeEvent::SessionEnded,
             _ => NodeEvent::Changed,
         },
-        Err(_) => NodeEvent::SessionEnded,
+        // The driver may not have seen the end yet; the status tells the caller soon.
+        Err(zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed) => NodeEvent::SessionEnded,
+        Err(_) if session.ended(generation).is_some() => NodeEvent::SessionEnded,
+        Err(err) => {
+            tracing::error!(%node, error = %err, "cannot watch the node; its deletion would go unnoticed");
+            NodeEvent::Refused
+        }
     }
 }
 
@@ -423,7 +475,11 @@ impl<'h> FencedWrite<'h> {
         let holding = self.holding;
         let client = holding.check_held()?;
         let acls = holding.session().acls();
-        let lost = |reason| Error::Lost { node: holding.node().to_owned(), reason };
+        // Once lost, always lost: a loss found by a write is recorded like one `lost()` found.
+        let lost = |reason| Error::Lost {
+            node: holding.node().to_owned(),
+            reason: record_loss(&holding.loss, &holding.node, holding.label, reason),
+        };
         let mut writer = client.new_check_writer(holding.node(), None).map_err(|e| Error::zk(holding.node(), e))?;
         for operation in &self.operations {
             let added = match operation {

@@ -63,6 +63,15 @@ impl Recipe {
 
     fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
         let label = crate::metrics::label(marker);
-        Spec { dir: &self.path, marker, data: &self.data, rule, label, on_queued: None, requires: None }
+        Spec {
+            dir: &self.path,
+            marker,
+            data: &self.data,
+            rule,
+            label,
+            on_queued: None,
+            requires: None,
+            watch_holding: true,
+        }
     }
 }

@@ -217,6 +217,7 @@ impl Semaphore {
             label: "semaphore_gate",
             on_queued: None,
             requires: None,
+            watch_holding: false,
         };
         let Some(gate) =
             queue::acquire_in(&self.recipe.session, session.clone(), &gate, left()).await.map_err(timed_out)?
@@ -234,6 +235,7 @@ impl Semaphore {
             // gate node, the next contender takes the gate and waits beside this one, and two
             // lease nodes waiting for each other's permit would stall the semaphore for good.
             requires: Some(gate.node()),
+            watch_holding: true,
         };
         let mut holdings = Vec::with_capacity(count as usize);
         for _ in 0..count {

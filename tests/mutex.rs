@@ -696,3 +696,33 @@ async fn a_late_duplicate_of_a_resent_create_is_removed_when_released_or_cancell
         common::clear_recorded();
     }
 }
+
+/// Someone deletes a holder's node while it is connected, and nobody listens to `lost()`; the
+/// holder's release is then cut off by an outage, so its retry finds no node. The holding's
+/// watch on its node saw the deletion, so release reports the loss rather than a release.
+#[tokio::test]
+async fn a_release_reports_a_deletion_seen_while_connected_even_when_the_delete_is_cut_off() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let (proxy, holder) = common::proxied_session(&cluster, Duration::from_secs(6)).await;
+    let guard = Mutex::new(&holder, "/unheard").unwrap().lock().await.unwrap();
+    let node = guard.node().to_owned();
+    eventually("the holding watches its node", PATIENCE, || async {
+        let watches = common::watches(&cluster).await;
+        watches.data.get(&node).is_some_and(|sessions| sessions.contains(&holder.id().unwrap().0)).then_some(())
+    })
+    .await;
+    observer.delete(&node, None).await.unwrap();
+    // Answered after the deletion's event on the same connection: the event has arrived.
+    holder.client().await.unwrap().check_stat("/").await.unwrap();
+
+    let mut states = holder.states();
+    proxy.set_fault(Fault::Blackhole);
+    let release = tokio::spawn(guard.release());
+    assert_eq!(tokio::time::timeout(PATIENCE, states.changed()).await, Ok(zk_recipes::SessionState::Suspended));
+    proxy.set_fault(Fault::Pass);
+    proxy.reset_connections();
+    let outcome = tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap();
+    assert!(matches!(outcome, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })), "{outcome:?}");
+}

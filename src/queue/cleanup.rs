@@ -30,7 +30,16 @@ impl Target {
     /// Sends the delete of a node right away, so that the server runs it before anything this
     /// session sends later, and leaves awaiting the reply — and any retry — to the background
     /// task. Never blocks.
-    pub(crate) fn send_and_schedule(self, client: &zk::Client, session: &Session, generation: u64) {
+    ///
+    /// `keep` lives until the delete's reply: a watch on the node, for example, fires before
+    /// it, so that dropping the watch then costs no request to remove it from the server.
+    pub(crate) fn send_and_schedule<K: Send + 'static>(
+        self,
+        client: &zk::Client,
+        session: &Session,
+        generation: u64,
+        keep: K,
+    ) {
         let Target::Node(path) = &self else { return self.schedule(session, generation) };
         tracing::debug!(target = ?self, "cleanup sent");
         let sent = client.delete(path, None);
@@ -38,7 +47,9 @@ impl Target {
             generation,
             Box::new(move |client| {
                 Box::pin(async move {
-                    match sent.await {
+                    let outcome = sent.await;
+                    drop(keep);
+                    match outcome {
                         Ok(()) | Err(zk::Error::NoNode) => tracing::debug!(target = ?self, "cleaned up"),
                         Err(_) => self.finish(&client).await,
                     }
@@ -77,7 +88,12 @@ impl Target {
         let in_doubt = std::sync::atomic::AtomicBool::new(false);
         let attempt = || async {
             let outcome = self.delete_once(client).await;
-            if outcome.as_ref().is_err_and(is_transient) {
+            // Only a lost connection leaves the outcome in doubt; Throttled and SessionMoved
+            // are the server's refusal to run the request.
+            if outcome
+                .as_ref()
+                .is_err_and(|err| matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_)))
+            {
                 in_doubt.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             outcome

@@ -52,6 +52,10 @@ pub(crate) struct Spec<'a> {
     /// Another node this contender may wait only while it exists (a semaphore's lease waits
     /// under its gate node): if it is deleted meanwhile, the attempt fails.
     pub(crate) requires: Option<&'a str>,
+    /// Whether the holding watches its node for deletion from the start, so that `lost()` and
+    /// `release()` know of one that happened while nobody listened: for every holding that is
+    /// an end, not a means (a semaphore's internal mutex is given back at once).
+    pub(crate) watch_holding: bool,
 }
 
 /// How long an acquisition may wait.
@@ -215,8 +219,12 @@ struct Attempt<'s> {
     owner: Option<i64>,
     /// A watch on our own node, set when the attempt first waits on another node.
     own_watch: Option<NodeWatch>,
+    /// Whether the server refused that watch (no READ permission on our node).
+    own_refused: bool,
     /// The node this attempt requires (`Spec::requires`) and, while waiting, a watch on it.
     requires: Option<(String, Option<NodeWatch>)>,
+    /// `Spec::watch_holding`.
+    watch_holding: bool,
     /// The client's connection state, marked seen just before each request whose answer
     /// showed our node: whether a reconnection happened since (see [`Attempt::wait`]).
     seen_on: zk::StateWatcher,
@@ -240,7 +248,9 @@ impl<'s> Attempt<'s> {
             token: None,
             owner: None,
             own_watch: None,
+            own_refused: false,
             requires: spec.requires.map(|path| (path.to_owned(), None)),
+            watch_holding: spec.watch_holding,
             seen_on,
             started: Instant::now(),
         }
@@ -311,7 +321,9 @@ impl<'s> Attempt<'s> {
                 }
                 Err(err) => {
                     // Rejected by the server (no permission, bad ACL...): nothing was created.
-                    if !matches!(err, zk::Error::SessionExpired | zk::Error::ClientClosed) {
+                    // Any other error (the client's own, about a connection) leaves the create's
+                    // outcome unknown, so the cleanup goes by prefix.
+                    if retry::is_answer::<()>(&Err(err.clone())) {
                         self.node = Node::Unsent;
                     }
                     return Err(Error::zk(&self.dir, err));
@@ -406,6 +418,10 @@ impl<'s> Attempt<'s> {
     /// then looks at the queue again, since our node may have gone meanwhile.
     async fn grant(&mut self) -> Result<bool, Error> {
         self.check_owner()?;
+        // Free to check: our node's deletion may have arrived since the decision's listing.
+        if let Some(event) = self.own_watch.as_mut().and_then(|own| own.as_mut().now_or_never()) {
+            return self.own_changed(event).await;
+        }
         if self.session.proven_until(self.generation).is_some_and(|until| !until.has_passed()) {
             return Ok(true);
         }
@@ -561,6 +577,12 @@ impl<'s> Attempt<'s> {
             NodeEvent::SessionEnded => {
                 Err(ended(self.session.ended(self.generation).unwrap_or(LossReason::SessionExpired)))
             }
+            // Without a watch on our node the shortcut has nothing to stand on: list every time.
+            NodeEvent::Refused => {
+                self.own_refused = true;
+                self.own_watch = Some(Box::pin(std::future::pending()));
+                Ok(false)
+            }
         }
     }
 
@@ -570,6 +592,9 @@ impl<'s> Attempt<'s> {
     async fn still_ours(&mut self) -> Result<bool, Error> {
         if let Some(event) = self.own_watch.as_mut().and_then(|own| own.as_mut().now_or_never()) {
             return self.own_changed(event).await;
+        }
+        if self.own_refused {
+            return Ok(false);
         }
         let reconnected = self.seen_on.changed().now_or_never().is_some();
         if reconnected {
@@ -605,6 +630,14 @@ impl<'s> Attempt<'s> {
             NodeEvent::Deleted => Err(deleted(session, generation, node).await),
             // Someone wrote to it: the listing after this wake-up shows nothing new.
             NodeEvent::Changed => Ok(()),
+            // Only the semaphore's progress depends on this watch, not its safety (every lease
+            // counts): wait without it.
+            NodeEvent::Refused => {
+                if let Some((_, required)) = &mut self.requires {
+                    *required = Some(Box::pin(std::future::pending()));
+                }
+                Ok(())
+            }
             NodeEvent::SessionEnded => Err(ended(session.ended(generation).unwrap_or(LossReason::SessionExpired))),
         }
     }
@@ -677,18 +710,26 @@ impl<'s> Attempt<'s> {
         let strays = std::mem::take(&mut self.resent)
             .then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
         let mut holding = Holding::new(self.session.clone(), self.generation, node, token, self.label, strays);
-        if let Some(own) = self.own_watch.take() {
-            holding.reuse_watch(own);
+        // A refused watch is not passed on: the holding's own attempt fails closed.
+        let own = self.own_watch.take().filter(|_| !self.own_refused);
+        if self.watch_holding {
+            holding.watch(own)
+        } else {
+            holding.keep_watch(own)
         }
         holding
     }
 
-    /// Gives up without waiting: the delete is sent at once, so the server runs it before
-    /// anything this session sends next — a following try on the same session never finds
-    /// this node ahead of its own.
+    /// Gives up without waiting. A node known by name has its delete sent at once, so the
+    /// server runs it before anything this session sends next — a following try on the same
+    /// session never finds this node ahead of its own; a search by prefix (after an unanswered
+    /// or resent create) is left to the background task.
     fn abandon(mut self) {
         if let Some(target) = self.cleanup_target() {
-            target.send_and_schedule(&self.client, self.session, self.generation);
+            // Our own watch, if set, fires before the delete's reply: kept till then, it costs no
+            // request to remove.
+            let own = self.own_watch.take();
+            target.send_and_schedule(&self.client, self.session, self.generation, own);
             (self.node, self.resent) = (Node::Unsent, false);
         }
     }
@@ -778,7 +819,9 @@ async fn deleted(session: &Session, generation: u64, node: String) -> Error {
     let proven = session.proven_until(generation).is_some_and(|until| !until.has_passed());
     if !proven {
         let alive = match session.client_of(generation) {
-            Some(client) => send(session, generation, &node, || client.check_stat("/")).await.map(drop),
+            // A sync, which only the leader can answer: a follower cut off from it would answer
+            // an exists although the leader may have expired the session.
+            Some(client) => send(session, generation, &node, || client.sync("/")).await,
             None => Err(Error::SessionExpired),
         };
         if let Err(err) = alive {

@@ -130,9 +130,17 @@ impl Driver {
         loop {
             match state {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                    self.publish_if_changed(SessionState::Connected, generation, client)
+                    if self.publish_if_changed(SessionState::Connected, generation, client) {
+                        // Read-only connections are never asked for, so this one was accepted
+                        // by a member that reached the leader.
+                        self.shared.connection(generation, true);
+                    }
                 }
-                zk::SessionState::Disconnected => self.publish_if_changed(SessionState::Suspended, generation, client),
+                zk::SessionState::Disconnected => {
+                    if self.publish_if_changed(SessionState::Suspended, generation, client) {
+                        self.shared.connection(generation, false);
+                    }
+                }
                 zk::SessionState::Expired | zk::SessionState::Closed => return End::Expired,
                 zk::SessionState::AuthFailed => return End::Rejected,
             }
@@ -170,11 +178,14 @@ impl Driver {
         }
     }
 
-    fn publish_if_changed(&self, state: SessionState, generation: u64, client: &zk::Client) {
+    /// Publishes `state` unless it is the current one; whether it did.
+    fn publish_if_changed(&self, state: SessionState, generation: u64, client: &zk::Client) -> bool {
         let current = self.shared.status.borrow().state;
-        if current != state {
+        let changed = current != state;
+        if changed {
             self.shared.publish(state, generation, Some(client.clone()));
         }
+        changed
     }
 
     /// Establishes a new ZooKeeper session with exponential backoff, until it succeeds, the

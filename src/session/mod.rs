@@ -132,6 +132,20 @@ impl Shared {
         self.proof.send_replace(Proof { generation, until });
     }
 
+    /// The connection of `generation`'s session dropped (`reconnected`: it is back, accepted by
+    /// the ensemble); see `liveness.rs`.
+    fn connection(&self, generation: u64, reconnected: bool) {
+        let mut liveness = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        if liveness.0 != generation {
+            return;
+        }
+        if !reconnected {
+            liveness.1.dropped();
+        } else if let Some(until) = liveness.1.reconnected() {
+            self.proof.send_replace(Proof { generation, until });
+        }
+    }
+
     /// Records evidence of `generation`'s session: a request sent at `sent` was just answered;
     /// `synced` if it was a `sync`, which only the leader can answer.
     fn answered(&self, generation: u64, sent: Moment, synced: bool) {
