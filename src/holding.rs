@@ -5,12 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 
+use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
+use futures_util::future::Shared;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::error::{Error, LossReason};
-use crate::queue::cleanup::Target;
+use crate::queue::cleanup::{Deleted, Target};
 use crate::retry;
 use crate::session::{Moment, Session, SessionState, end_of};
 use crate::token::FencingToken;
@@ -31,42 +33,92 @@ pub(crate) struct Held {
     armed: Arc<Armed>,
 }
 
-/// A watch set already, waiting to be used — or what it saw, once it fired.
-#[derive(Default)]
-struct Armed(StdMutex<Option<NodeWatch>>);
+/// The watch on a holding's node, shared by every `lost()` and by `release()`: whoever looks
+/// sees the same event, however many looked before. A data change (someone wrote to the node)
+/// spends it; the next look sets another.
+struct Armed {
+    session: Session,
+    generation: u64,
+    node: Arc<str>,
+    watch: StdMutex<Option<Shared<NodeWatch>>>,
+}
 
 impl Armed {
-    fn take(&self) -> Option<NodeWatch> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn new(session: Session, generation: u64, node: Arc<str>) -> Self {
+        Self { session, generation, node, watch: StdMutex::new(None) }
     }
 
-    /// Polls the watch once, without waiting; a watch that fired is replaced by its outcome,
-    /// so that it is never polled after completing.
-    fn poll(&self) -> Option<NodeEvent> {
-        let mut armed = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let event = armed.as_mut()?.as_mut().now_or_never()?;
-        *armed = Some(Box::pin(std::future::ready(event)));
-        Some(event)
+    /// Starts watching with `watch` (a watch the acquisition set), or with a new one; either way
+    /// its request goes out now, so that it is armed before anyone asks.
+    fn start(&self, watch: Option<NodeWatch>) {
+        let watch = watch.unwrap_or_else(|| self.new_watch()).shared();
+        let _ = watch.clone().now_or_never();
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
     }
 
-    /// The loss the watch has seen already, if any.
-    fn fired(&self) -> Option<LossReason> {
-        match self.poll()? {
-            NodeEvent::Deleted => Some(LossReason::NodeDeleted),
-            NodeEvent::Refused => Some(LossReason::Unwatchable),
-            NodeEvent::Changed | NodeEvent::SessionEnded => None,
+    fn new_watch(&self) -> NodeWatch {
+        Box::pin(watch_node(self.session.clone(), self.generation, self.node.to_string()))
+    }
+
+    /// The current watch, set anew if the last one saw a data change. `None` if the holding
+    /// keeps no watch (a semaphore's internal mutex).
+    fn current(&self) -> Option<Shared<NodeWatch>> {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if watch.as_ref()?.peek() == Some(&NodeEvent::Changed) {
+            *watch = Some(self.new_watch().shared());
+        }
+        watch.clone()
+    }
+
+    /// What the watch has seen so far, without waiting.
+    fn seen(&self) -> Seen {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = watch.clone() else { return Seen::Blind };
+        match current.now_or_never() {
+            None => Seen::Nothing,
+            Some(NodeEvent::Changed) => {
+                // Spent by a data change: a deletion since then went unseen. Watch on.
+                *watch = Some(self.new_watch().shared());
+                Seen::Blind
+            }
+            Some(event) => loss_of(event, &self.session, self.generation).map_or(Seen::Nothing, Seen::Lost),
         }
     }
 
-    /// Sends the watch's request now, so that it is armed before anyone asks.
-    fn arm(&self) {
-        self.poll();
+    /// Gives the watch up (to keep it alive until the node's delete is answered).
+    fn take(&self) -> Option<Shared<NodeWatch>> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// What a holding's watch has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Nothing: the node was there as far as the watch can tell.
+    Nothing,
+    /// This loss.
+    Lost(LossReason),
+    /// It cannot tell: there was no watch all along.
+    Blind,
+}
+
+/// The loss a watch event on a holding's node means, if any. A deletion while the session is
+/// not proven alive may be the session's own expiry, which deletes its nodes: unconfirmed.
+fn loss_of(event: NodeEvent, session: &Session, generation: u64) -> Option<LossReason> {
+    match event {
+        NodeEvent::Deleted if session.proven_until(generation).is_none_or(|until| until.has_passed()) => {
+            Some(LossReason::Unconfirmed)
+        }
+        NodeEvent::Deleted => Some(LossReason::NodeDeleted),
+        NodeEvent::Refused => Some(LossReason::Unwatchable),
+        NodeEvent::Changed | NodeEvent::SessionEnded => None,
     }
 }
 
 impl std::fmt::Debug for Armed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.lock().is_ok_and(|w| w.is_some()) { "Armed(watch)" } else { "Armed(none)" })
+        let watching = self.watch.lock().is_ok_and(|w| w.is_some());
+        f.debug_struct("Armed").field("node", &self.node).field("watching", &watching).finish()
     }
 }
 
@@ -91,7 +143,7 @@ impl Held {
             node: self.node.to_string(),
             loss: self.loss.clone(),
             label: self.label,
-            armed: self.armed.take(),
+            armed: self.armed.clone(),
         };
         async move {
             let mut watch = watch;
@@ -157,8 +209,9 @@ impl Holding {
         label: &'static str,
         strays: Option<Target>,
     ) -> Self {
-        let armed = Arc::default();
-        let held = Held { session, generation, node: node.into(), token, loss: Arc::default(), label, armed };
+        let node: Arc<str> = node.into();
+        let armed = Arc::new(Armed::new(session.clone(), generation, node.clone()));
+        let held = Held { session, generation, node, token, loss: Arc::default(), label, armed };
         Self { held, since: Instant::now(), released: false, strays }
     }
 
@@ -166,17 +219,15 @@ impl Holding {
     /// that a deletion is known to `lost()` and to `release()` even if nobody was listening
     /// then. A watch not set yet is sent at once, behind the acquisition's last request.
     pub(crate) fn watch(&mut self, watch: Option<NodeWatch>) {
-        let held = &self.held;
-        let watch =
-            watch.unwrap_or_else(|| Box::pin(watch_node(held.session.clone(), held.generation, held.node.to_string())));
-        *held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
-        held.armed.arm();
+        self.held.armed.start(watch);
     }
 
     /// Keeps a watch the acquisition set, without setting one if it set none: for holdings that
     /// are a means, not an end (a semaphore's internal mutex, given back at once).
     pub(crate) fn keep_watch(&mut self, watch: Option<NodeWatch>) {
-        *self.held.armed.0.lock().unwrap_or_else(|e| e.into_inner()) = watch;
+        if watch.is_some() {
+            self.held.armed.start(watch);
+        }
     }
 
     pub(crate) fn held(&self) -> &Held {
@@ -205,7 +256,8 @@ impl Holding {
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let held = self.held.clone();
         // A deletion the watch on the node saw already is a loss, whoever deletes what is left.
-        if let Some(reason) = held.armed.fired() {
+        let seen = held.armed.seen();
+        if let Seen::Lost(reason) = seen {
             record_loss(&held.loss, &held.node, held.label, reason);
         }
         let earlier = *held.loss.get_or_init(|| LossReason::Released);
@@ -228,7 +280,10 @@ impl Holding {
         self.released = true;
         self.clean_strays();
         match deleted {
-            Ok(true) => {
+            // Its own delete, as far as anyone can tell (`release` docs), unless the watch had
+            // gone blind: then holding cannot be proven to the end.
+            Ok(Deleted::Probably) if seen == Seen::Blind => lost(LossReason::Unconfirmed),
+            Ok(Deleted::Yes | Deleted::Probably) => {
                 tracing::info!(node = %held.node, held_ms = self.since.elapsed().as_millis() as u64, "released");
                 match earlier {
                     LossReason::Released => Ok(()),
@@ -236,7 +291,7 @@ impl Holding {
                     reason => lost(reason),
                 }
             }
-            Ok(false) => lost(LossReason::NodeDeleted),
+            Ok(Deleted::Nothing) => lost(LossReason::NodeDeleted),
             Err(zk::Error::SessionExpired) => lost(LossReason::SessionExpired),
             Err(zk::Error::ClientClosed) => lost(LossReason::SessionClosed),
             Err(err) => {
@@ -308,8 +363,8 @@ struct LossWatch {
     node: String,
     loss: Arc<OnceLock<LossReason>>,
     label: &'static str,
-    /// A watch on the node set already, used before setting another.
-    armed: Option<NodeWatch>,
+    /// The holding's watch on its node.
+    armed: Arc<Armed>,
 }
 
 /// A watch on a node, from [`watch_node`].
@@ -331,7 +386,10 @@ pub(crate) enum NodeEvent {
 impl LossWatch {
     async fn run(&mut self) -> LossReason {
         let mut status = self.session.status();
-        let mut watch: Option<NodeWatch> = self.armed.take();
+        // Holdings that keep no watch of their own (none do once handed out) get one here.
+        if self.armed.current().is_none() {
+            self.armed.start(None);
+        }
         let mut watching = true;
         loop {
             if let Some(&reason) = self.loss.get() {
@@ -346,9 +404,7 @@ impl LossWatch {
             if deadline.has_passed() {
                 return LossReason::Unconfirmed;
             }
-            if watching && watch.is_none() {
-                watch = Some(Box::pin(watch_node(self.session.clone(), self.generation, self.node.clone())));
-            }
+            let watch = self.armed.current().filter(|_| watching);
             tokio::select! {
                 changed = status.changed() => {
                     if changed.is_err() {
@@ -357,20 +413,13 @@ impl LossWatch {
                 }
                 // The proof may have been extended meanwhile: re-check rather than conclude.
                 _ = tokio::time::sleep(deadline.remaining()) => {}
-                event = async { watch.as_mut().expect("armed above").await }, if watch.is_some() => {
-                    watch = None;
-                    match event {
-                        // Once the proof has run out, the deletion may be the expiry's.
-                        NodeEvent::Deleted if self.session.proven_until(self.generation).is_none_or(|u| u.has_passed()) => {
-                            return LossReason::Unconfirmed;
-                        }
-                        NodeEvent::Deleted => return LossReason::NodeDeleted,
-                        NodeEvent::Changed => {}
-                        // The session state arrives through `status`.
-                        NodeEvent::SessionEnded => watching = false,
-                        // Fail closed: a deletion could no longer be seen.
-                        NodeEvent::Refused => return LossReason::Unwatchable,
+                event = async { watch.expect("checked").await }, if watch.is_some() => {
+                    if let Some(reason) = loss_of(event, &self.session, self.generation) {
+                        return reason;
                     }
+                    // Changed: `current` sets a new watch on the next turn. The session's end
+                    // arrives through `status`.
+                    watching = event != NodeEvent::SessionEnded;
                 }
             }
         }
@@ -391,20 +440,30 @@ pub(crate) async fn watch_node(session: Session, generation: u64, node: String) 
         }
         reply
     };
-    match retry::resend(watch).await {
+    // Besides connection losses, the client can fail a request with an error of its own about
+    // the connection (an unknown reply, say) and reconnect: worth retrying, with backoff. Only
+    // the server's refusal and the session's end are final.
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(20))
+        .with_max_delay(std::time::Duration::from_secs(1))
+        .without_max_times();
+    let last = |err: &zk::Error| {
+        matches!(err, zk::Error::NoAuth | zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed)
+            || session.ended(generation).is_some()
+    };
+    match watch.retry(backoff).when(|err| !last(err)).await {
         Ok((None, _)) => NodeEvent::Deleted,
         Ok((Some(_), watcher)) => match watcher.changed().await.event_type {
             zk::EventType::NodeDeleted => NodeEvent::Deleted,
             zk::EventType::Session => NodeEvent::SessionEnded,
             _ => NodeEvent::Changed,
         },
-        // The driver may not have seen the end yet; the status tells the caller soon.
-        Err(zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed) => NodeEvent::SessionEnded,
-        Err(_) if session.ended(generation).is_some() => NodeEvent::SessionEnded,
-        Err(err) => {
+        Err(err @ zk::Error::NoAuth) if session.ended(generation).is_none() => {
             tracing::error!(%node, error = %err, "cannot watch the node; its deletion would go unnoticed");
             NodeEvent::Refused
         }
+        // The session ended (the driver may not have seen it yet; the status tells soon).
+        Err(_) => NodeEvent::SessionEnded,
     }
 }
 

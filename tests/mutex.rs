@@ -697,11 +697,24 @@ async fn a_late_duplicate_of_a_resent_create_is_removed_when_released_or_cancell
     }
 }
 
+/// What a holder did before someone deleted its node, in the release tests below.
+#[derive(Debug, Clone, Copy)]
+enum BeforeTheDelete {
+    Nothing,
+    /// Made a `lost()` future and dropped it unresolved (a `select!` whose other arm won).
+    DroppedLost,
+    /// Keeps a `lost()` future that nobody polls.
+    KeptLost,
+    /// Someone wrote to the holder's node first, which spends a one-shot watch.
+    DataChanged,
+}
+
 /// Someone deletes a holder's node while it is connected, and nobody listens to `lost()`; the
 /// holder's release is then cut off by an outage, so its retry finds no node. The holding's
-/// watch on its node saw the deletion, so release reports the loss rather than a release.
-#[tokio::test]
-async fn a_release_reports_a_deletion_seen_while_connected_even_when_the_delete_is_cut_off() {
+/// watch on its node saw the deletion, so release reports the loss rather than a release —
+/// however `lost()` futures came and went before. After a data change spent the watch, release
+/// cannot tell, and says so (`Unconfirmed`).
+async fn release_after_an_unheard_delete(before: BeforeTheDelete) -> Result<(), Error> {
     let cluster = standalone().await;
     let connect = cluster.connect_string();
     let observer = observer(&connect).await;
@@ -713,6 +726,18 @@ async fn a_release_reports_a_deletion_seen_while_connected_even_when_the_delete_
         watches.data.get(&node).is_some_and(|sessions| sessions.contains(&holder.id().unwrap().0)).then_some(())
     })
     .await;
+    let _kept = match before {
+        BeforeTheDelete::Nothing => None,
+        BeforeTheDelete::DroppedLost => {
+            let _ = tokio::time::timeout(Duration::from_millis(100), guard.lost()).await;
+            None
+        }
+        BeforeTheDelete::KeptLost => Some(Box::pin(guard.lost())),
+        BeforeTheDelete::DataChanged => {
+            observer.set_data(&node, b"written", None).await.unwrap();
+            None
+        }
+    };
     observer.delete(&node, None).await.unwrap();
     // Answered after the deletion's event on the same connection: the event has arrived.
     holder.client().await.unwrap().check_stat("/").await.unwrap();
@@ -723,6 +748,15 @@ async fn a_release_reports_a_deletion_seen_while_connected_even_when_the_delete_
     assert_eq!(tokio::time::timeout(PATIENCE, states.changed()).await, Ok(zk_recipes::SessionState::Suspended));
     proxy.set_fault(Fault::Pass);
     proxy.reset_connections();
-    let outcome = tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap();
-    assert!(matches!(outcome, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })), "{outcome:?}");
+    tokio::time::timeout(PATIENCE, release).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_release_reports_a_deletion_seen_while_connected_even_when_the_delete_is_cut_off() {
+    for before in [BeforeTheDelete::Nothing, BeforeTheDelete::DroppedLost, BeforeTheDelete::KeptLost] {
+        let outcome = release_after_an_unheard_delete(before).await;
+        assert!(matches!(outcome, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })), "{before:?}: {outcome:?}");
+    }
+    let outcome = release_after_an_unheard_delete(BeforeTheDelete::DataChanged).await;
+    assert!(matches!(outcome, Err(Error::Lost { reason: LossReason::Unconfirmed, .. })), "{outcome:?}");
 }

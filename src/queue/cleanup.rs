@@ -9,6 +9,17 @@ use zookeeper_client as zk;
 use crate::retry::is_transient;
 use crate::session::Session;
 
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deleted {
+    Yes,
+    /// Nothing was there.
+    Nothing,
+    /// Nothing was there when a retry looked, after an attempt cut off by a lost connection
+    /// that may have run.
+    Probably,
+}
+
 /// What to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -72,15 +83,14 @@ impl Target {
         }
     }
 
-    /// Deletes the target now, retrying connection losses with backoff. `Ok(true)` if this
-    /// call deleted something, `Ok(false)` if nothing was there.
-    ///
-    /// An attempt cut off by a connection loss may have run on the server: when a retry then
-    /// finds nothing, that attempt is what deleted it, and the answer is `Ok(true)`.
+    /// Deletes the target now, retrying connection losses with backoff, and says whether this
+    /// call deleted something: [`Deleted::Yes`], [`Deleted::Nothing`] there, or
+    /// [`Deleted::Probably`] — an attempt cut off by a lost connection may have run on the
+    /// server, and a retry then found nothing: most likely that attempt's work.
     ///
     /// Connection losses end when the client reconnects or when it expires the session itself
     /// (after 7/5 of the session timeout without an answer), so the retries are bounded.
-    pub(crate) async fn delete(&self, client: &zk::Client) -> Result<bool, zk::Error> {
+    pub(crate) async fn delete(&self, client: &zk::Client) -> Result<Deleted, zk::Error> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(10))
             .with_max_delay(Duration::from_secs(1))
@@ -99,7 +109,11 @@ impl Target {
             outcome
         };
         let deleted = attempt.retry(backoff).when(is_transient).await?;
-        Ok(deleted || in_doubt.load(std::sync::atomic::Ordering::Relaxed))
+        Ok(match (deleted, in_doubt.load(std::sync::atomic::Ordering::Relaxed)) {
+            (true, _) => Deleted::Yes,
+            (false, true) => Deleted::Probably,
+            (false, false) => Deleted::Nothing,
+        })
     }
 
     async fn delete_once(&self, client: &zk::Client) -> Result<bool, zk::Error> {

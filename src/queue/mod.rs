@@ -418,6 +418,10 @@ impl<'s> Attempt<'s> {
     /// then looks at the queue again, since our node may have gone meanwhile.
     async fn grant(&mut self) -> Result<bool, Error> {
         self.check_owner()?;
+        if self.own_refused {
+            // The guard could not watch its node either: it would be lost on arrival.
+            return Err(Error::Lost { node: self.own_path(), reason: LossReason::Unwatchable });
+        }
         // Free to check: our node's deletion may have arrived since the decision's listing.
         if let Some(event) = self.own_watch.as_mut().and_then(|own| own.as_mut().now_or_never()) {
             return self.own_changed(event).await;

@@ -129,17 +129,18 @@ impl Driver {
         let mut state = client.state();
         loop {
             match state {
-                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                zk::SessionState::SyncConnected => {
                     if self.publish_if_changed(SessionState::Connected, generation, client) {
-                        // Read-only connections are never asked for, so this one was accepted
-                        // by a member that reached the leader.
+                        // Accepted by a member that reached the leader (see liveness.rs).
                         self.shared.connection(generation, true);
                     }
                 }
+                // Never asked for (the client refuses read-only connections unless told to).
+                zk::SessionState::ConnectedReadOnly => {
+                    self.publish_if_changed(SessionState::Connected, generation, client);
+                }
                 zk::SessionState::Disconnected => {
-                    if self.publish_if_changed(SessionState::Suspended, generation, client) {
-                        self.shared.connection(generation, false);
-                    }
+                    self.publish_if_changed(SessionState::Suspended, generation, client);
                 }
                 zk::SessionState::Expired | zk::SessionState::Closed => return End::Expired,
                 zk::SessionState::AuthFailed => return End::Rejected,
@@ -151,7 +152,14 @@ impl Driver {
                         return End::Closing;
                     }
                 }
-                next = states.changed() => state = next,
+                next = states.changed() => {
+                    if next == zk::SessionState::Disconnected {
+                        // First thing, before anything that could stall: what is answered from
+                        // here on may come from a new connection (see liveness.rs).
+                        self.shared.connection(generation, false);
+                    }
+                    state = next;
+                }
                 (sent, answer) = answered(&mut beat) => {
                     beat = None;
                     if answer.is_ok() {

@@ -37,6 +37,11 @@
 //! followers take to notice and elect another, and `lag ≥ tickTime` when `T ≥ 4 × tickTime`
 //! (the `sync` rule has the same margin). This lets a holder ride out a leader election: its
 //! proof reaches `0.7 T` past its last answer instead of `0.6 T` past its last confirmed one.
+//! It leans harder than the `sync` rule on the leader's loop not stalling: a deposed leader
+//! that resumed from a long stall could answer a touch and accept the reconnection at once,
+//! where the `sync` rule would need it to live on for `lag`. The drop is noted the moment the
+//! client's state is read as disconnected: what was answered before came on a connection that
+//! was gone by then, and a new one needs a round trip more before it answers anything.
 //!
 //! The proof is `s_k + T × 98 % − margin`: 2 % for clock-rate differences between this
 //! machine and the leader, and the caller's extra margin.
