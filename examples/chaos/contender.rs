@@ -296,30 +296,37 @@ impl Contender {
         }
     }
 
-    /// Ends the loop and waits until the contender is idle, its session still open.
+    /// Tells the contender to end its loop ([`idle`](Contender::idle) waits for it).
     pub async fn stop(&mut self) -> Result<()> {
+        match &mut self.runner {
+            Runner::Task { stop, .. } => {
+                stop.send_replace(true);
+            }
+            Runner::Child { stdin, .. } => stdin.as_mut().ok_or("stdin closed")?.write_all(b"stop\n").await?,
+        }
+        Ok(())
+    }
+
+    /// Waits until the stopped contender is idle, its session still open.
+    pub async fn idle(&mut self) -> Result<()> {
         // A hold lasts at most 3 s, and a release or a cancelled wait gives up within a few
         // session timeouts: longer than this is a hang.
-        tokio::time::timeout(Duration::from_secs(60), self.stop_now())
+        tokio::time::timeout(Duration::from_secs(60), self.idle_now())
             .await
             .map_err(|_| format!("contender {} did not stop within 60 s", self.plan.id))?
     }
 
-    async fn stop_now(&mut self) -> Result<()> {
+    async fn idle_now(&mut self) -> Result<()> {
         match &mut self.runner {
-            Runner::Task { stop, task, session } => {
-                stop.send_replace(true);
+            Runner::Task { task, session, .. } => {
                 if let Some(task) = task.take() {
                     *session = Some(task.await??);
                 }
             }
-            Runner::Child { stdin, stdout, .. } => {
-                stdin.as_mut().ok_or("stdin closed")?.write_all(b"stop\n").await?;
-                match stdout.next_line().await? {
-                    Some(line) if line == "idle" => {}
-                    other => return Err(format!("contender {} answered {other:?} to stop", self.plan.id).into()),
-                }
-            }
+            Runner::Child { stdout, .. } => match stdout.next_line().await? {
+                Some(line) if line == "idle" => {}
+                other => return Err(format!("contender {} answered {other:?} to stop", self.plan.id).into()),
+            },
         }
         Ok(())
     }

@@ -215,8 +215,12 @@ async fn run_scenario(
     let healed = Instant::now();
     let recovery = recover(&target, healed, &mut violations).await;
 
+    // Told all at once, they wind down together rather than one hold after another.
     for contender in &mut contenders {
         contender.stop().await?;
+    }
+    for contender in &mut contenders {
+        contender.idle().await?;
     }
     // Every contender is idle with its session open: a node left now is an orphan.
     let paths: Vec<String> = Kind::ALL.iter().map(|&k| recipe_path(scenario, round, k)).collect();
