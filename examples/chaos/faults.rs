@@ -2,18 +2,16 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use zk_recipes::testing::{Fault, TestingCluster};
-
-use futures_util::FutureExt;
 use zk_recipes::{FencingToken, Session};
 
-use crate::contender::{Contender, Held, Kind, Plan, Recipe};
-use crate::store::Store;
-use crate::store::{Holding, StoreClient};
+use crate::contender::{self, Contender, Held, Kind, Plan, Recipe};
+use crate::store::{Holding, Store, StoreClient};
 use crate::{Result, SYNC_LIMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +140,8 @@ pub async fn inject(
                     let ledger = store.ledger();
                     ledger.holders().find(|h| h.contender == contender.plan.id).map(|h| h.token)
                 };
-                // Resume once its session expired and successors hold with larger tokens, so
-                // that its next write is stale; give up waiting after a while.
+                // Resume once its session expired and successors hold that exclude it, so that
+                // its next write is stale; give up waiting after a while.
                 let give_up = Instant::now() + 3 * st + Duration::from_secs(10);
                 while Instant::now() < give_up && !superseded(target, contender, token).await? {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -266,10 +264,9 @@ impl Sentinels {
                 child: false,
             };
             let recipe = Recipe::new(&session, &plan)?;
-            let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire()).await??;
+            let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire(false)).await??;
             let mut client = StoreClient::connect(store.address, &plan.id).await?;
-            client.write(holding.token()).await?;
-            client.enter(holding.token()).await?;
+            contender::begin(&holding, &mut client).await?;
             held.push((*kind, holding, client));
         }
         Ok(Self { held, _session: session })
@@ -345,8 +342,8 @@ fn holder(target: &Target<'_>, rng: &mut StdRng) -> Option<usize> {
     (!holders.is_empty()).then(|| holders[rng.random_range(0..holders.len())])
 }
 
-/// Whether the frozen `contender`'s nodes are gone (its session expired) and as many holders
-/// as there are permits entered with tokens larger than its `token`.
+/// Whether the frozen `contender`'s nodes are gone (its session expired) and successors hold
+/// that exclude its holding with `token`.
 async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<FencingToken>) -> Result<bool> {
     let snapshot = zk_recipes::inspect(target.observer, &contender.plan.path).await?;
     let id = contender.plan.id.as_bytes();
@@ -356,7 +353,11 @@ async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<Fe
     let Some(token) = token else { return Ok(true) };
     let store = target.store(contender.plan.kind);
     let ledger = store.ledger();
-    Ok(ledger.holders().filter(|h| h.token > token).count() >= ledger.permits)
+    Ok(ledger
+        .holdings
+        .iter()
+        .find(|h| h.contender == contender.plan.id && h.token == token)
+        .is_none_or(|h| ledger.displaced(h)))
 }
 
 /// A frozen process, let go again when dropped, whatever happens in between.

@@ -1,12 +1,12 @@
 //! `make chaos`: mutual exclusion and fencing under server loss, partitions, client pauses,
 //! connection resets and cancelled waits, on a real 3-node ZooKeeper ensemble.
 //!
-//! Every scenario runs a mutex, a 2-permit semaphore and a leader latch at once, 5 contenders
-//! each on sessions of their own (2 of each in child processes, so that they can be frozen),
-//! every one through its own fault-injecting proxies. Contenders write to a token-checking
-//! store (see `store.rs`) and report what they believed. After the faults heal, every
-//! contender must acquire again; then all stop, and no contender node may be left, neither
-//! while their sessions are still open nor after they closed.
+//! Every scenario runs a mutex, a 2-permit semaphore, a leader latch, a read-write lock and a
+//! leader selector at once, 5 contenders each on sessions of their own (2 of each in child
+//! processes, so that they can be frozen), every one through its own fault-injecting proxies.
+//! Contenders write to a token-checking store (see `store.rs`) and report what they believed.
+//! After the faults heal, every contender must acquire again; then all stop, and no contender
+//! node may be left, neither while their sessions are still open nor after they closed.
 //!
 //! ```text
 //! cargo run --release --example chaos -- [--seed N] [--duration 10m] [--scenario-time 20s] [--only NAME]
@@ -192,7 +192,7 @@ async fn run_scenario(
     let mut stores = Vec::new();
     let mut contenders = Vec::new();
     for kind in Kind::ALL {
-        let store = Store::start(kind.permits()).await?;
+        let store = Store::start(kind.rule()).await?;
         for i in 0..CONTENDERS {
             let child = i >= CONTENDERS - CHILDREN;
             let plan = Plan {

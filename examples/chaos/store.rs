@@ -1,17 +1,16 @@
-//! The checker: a token-checking store on a loopback port, and the ledger of what each
-//! contender believed.
+//! The checker: a token-checking store on a loopback port, and the ledger of what each contender
+//! believed.
 //!
 //! The store is the protected resource. It accepts a write only if the writer's fencing token
-//! is current: for a mutex or leader latch, not lower than the highest token it has accepted;
-//! for a semaphore of N permits, if fewer than N tokens above it are still open (written and
-//! not yet given back). Like a real fenced resource, it learns of a new holder by its first
-//! write, so every contender writes at once after acquiring, then says `ENTER`.
+//! is current, by the recipe's [`Rule`]. Like a real fenced resource, it learns of a new holder
+//! by its first write, so every contender writes at once after acquiring (`GRANT`, which also
+//! says whether it reads), then says `ENTER`.
 //!
-//! The ledger records, in the order the store received them, every holding's enter, doubt
-//! (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
-//! lived until then). From it come the violations: a stale write the store accepted (a check
-//! of the store itself), a token handed out twice, tokens out of order, more healthy holders
-//! at once than the recipe allows, and a healthy holder's write refused.
+//! The ledger records, in the order the store received them, every holding's grant, enter,
+//! doubt (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
+//! lived until then). From it come the violations: a stale write the store accepted (a check of
+//! the store itself), a token handed out twice, tokens out of order, more healthy holders at
+//! once than the recipe allows, and a healthy holder's write refused.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,11 +24,33 @@ use zk_recipes::FencingToken;
 
 use crate::Result;
 
-/// One acquisition, from its first write to its verdict.
+/// Who may hold together, and so which writes the store accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// One holder at a time (mutex, leader latch, leader selector): a write is accepted if its
+    /// token is not lower than the highest accepted.
+    Exclusive,
+    /// Up to this many (semaphore): a write is accepted if fewer tokens above it are open
+    /// (written and not yet given back).
+    Permits(usize),
+    /// Readers together, or one writer (read-write lock). Readers and writers share one queue
+    /// and one token order, the nodes' sequence: a writer holds only once every node ahead of
+    /// it is gone, a reader once every writer ahead of it is gone. So once a holder with a
+    /// larger token has written, a writer with a smaller token holds no more, whatever the
+    /// newcomer is; a reader holds no more once a writer with a larger token has written,
+    /// while readers with larger tokens may hold beside it. The store refuses exactly those
+    /// writes: a writer's if any larger token was accepted, a reader's if a writer's larger
+    /// token came (even refused: it was granted, so every node ahead of it was gone).
+    ReadWrite,
+}
+
+/// One acquisition, from its grant to its verdict.
 #[derive(Debug)]
 pub struct Holding {
     pub contender: String,
     pub token: FencingToken,
+    /// A read-write lock's reader (every other holder excludes others).
+    pub reader: bool,
     pub entered: Option<Instant>,
     pub doubted: Option<Instant>,
     pub exited: Option<Instant>,
@@ -41,6 +62,10 @@ pub struct Holding {
 impl Holding {
     pub fn open_at(&self, at: Instant) -> bool {
         self.entered.is_some_and(|e| e <= at) && self.exited.is_none_or(|x| x > at)
+    }
+
+    fn name(&self) -> String {
+        format!("{}@{}", self.contender, self.token)
     }
 }
 
@@ -76,23 +101,26 @@ impl Counts {
 
 #[derive(Debug)]
 pub struct Ledger {
-    /// 1 for a mutex or latch, the permits for a semaphore.
-    pub permits: usize,
+    pub rule: Rule,
     pub holdings: Vec<Holding>,
     index: HashMap<(String, FencingToken), usize>,
+    /// The highest token accepted, and the highest that came from a holder excluding all
+    /// others.
     highest: Option<FencingToken>,
+    highest_writer: Option<FencingToken>,
     open: BTreeSet<FencingToken>,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
 
 impl Ledger {
-    fn new(permits: usize) -> Self {
+    fn new(rule: Rule) -> Self {
         Self {
-            permits,
+            rule,
             holdings: Vec::new(),
             index: HashMap::new(),
             highest: None,
+            highest_writer: None,
             open: BTreeSet::new(),
             counts: Counts::default(),
             violations: Vec::new(),
@@ -106,6 +134,7 @@ impl Ledger {
             self.holdings.push(Holding {
                 contender: contender.to_owned(),
                 token,
+                reader: false,
                 entered: None,
                 doubted: None,
                 exited: None,
@@ -117,18 +146,25 @@ impl Ledger {
     }
 
     fn write(&mut self, contender: &str, token: FencingToken) -> bool {
-        let accepted = if self.permits == 1 {
-            self.highest.is_none_or(|highest| token >= highest)
-        } else {
-            self.open.range(token..).filter(|&&t| t != token).count() < self.permits
+        let reader = self.holding(contender, token).reader;
+        let accepted = match self.rule {
+            Rule::Exclusive => self.highest.is_none_or(|highest| token >= highest),
+            Rule::Permits(permits) => self.open.range(token..).filter(|&&t| t != token).count() < permits,
+            Rule::ReadWrite if reader => self.highest_writer.is_none_or(|highest| token >= highest),
+            Rule::ReadWrite => self.highest.is_none_or(|highest| token >= highest),
         };
+        // A writer's token, even refused, proves that every node ahead of it was gone when it
+        // was granted: readers with smaller tokens hold no more.
+        if !reader {
+            self.highest_writer = self.highest_writer.max(Some(token));
+        }
         if accepted {
             self.counts.writes_accepted += 1;
             self.highest = self.highest.max(Some(token));
-            if self.permits > 1 {
+            if let Rule::Permits(_) = self.rule {
                 self.open.insert(token);
             }
-            if self.superseded(token) {
+            if self.superseded(token, reader, false) {
                 self.counts.stale_accepted += 1;
                 self.violations.push(format!("stale write accepted: {contender} with token {token}"));
             }
@@ -139,14 +175,28 @@ impl Ledger {
         accepted
     }
 
-    /// Whether, by the ledger, a holder with `token` cannot hold any more: a holder with a
-    /// larger token entered (mutex, latch), or as many as there are permits hold now with
-    /// larger tokens (semaphore).
-    fn superseded(&self, token: FencingToken) -> bool {
+    /// Whether, by the ledger, a holder with `token` (a reader or not) cannot hold any more:
+    /// as many as there are permits hold now with larger tokens (semaphore), or else one that
+    /// excludes it entered after it — with `now_only`, one that holds now.
+    fn superseded(&self, token: FencingToken, reader: bool, now_only: bool) -> bool {
         let now = Instant::now();
-        let later = self.holdings.iter().filter(|h| h.token > token && h.entered.is_some());
-        let later = if self.permits == 1 { later.count() } else { later.filter(|h| h.open_at(now)).count() };
-        later >= self.permits
+        let mut later =
+            self.holdings.iter().filter(|h| h.token > token && h.entered.is_some() && (!now_only || h.open_at(now)));
+        match self.rule {
+            Rule::Permits(permits) => later.filter(|h| h.open_at(now)).count() >= permits,
+            Rule::Exclusive => later.next().is_some(),
+            Rule::ReadWrite => later.any(|h| !(reader && h.reader)),
+        }
+    }
+
+    /// Whether successors hold now that exclude `holding`, which can then hold no more.
+    pub fn displaced(&self, holding: &Holding) -> bool {
+        self.superseded(holding.token, holding.reader, true)
+    }
+
+    fn grant(&mut self, contender: &str, token: FencingToken, reader: bool) -> bool {
+        self.holding(contender, token).reader = reader;
+        self.write(contender, token)
     }
 
     fn enter(&mut self, contender: &str, token: FencingToken) {
@@ -158,16 +208,17 @@ impl Ledger {
     }
 
     fn verdict(&mut self, contender: &str, token: FencingToken, healthy: bool) {
-        let permits = self.permits;
+        let rule = self.rule;
         let holding = self.holding(contender, token);
         holding.healthy = Some(healthy);
         let rejected = u64::from(holding.rejected);
-        match (healthy, permits) {
+        match (healthy, rule) {
             (false, _) => self.counts.stale_rejected += rejected,
-            (true, 1) if rejected > 0 => self
+            (true, Rule::Permits(_)) => self.counts.window_refusals += rejected,
+            (true, _) if rejected > 0 => self
                 .violations
                 .push(format!("{contender} held with {token} throughout, yet {rejected} write(s) refused")),
-            (true, _) => self.counts.window_refusals += rejected,
+            (true, _) => {}
         }
     }
 
@@ -183,19 +234,18 @@ impl Ledger {
     }
 
     /// The checks that need every holding ended: holdings that never ended, tokens out of order
-    /// (a healthy holder that left before another entered has the smaller token), and overlap
-    /// of healthy holders.
+    /// (a healthy holder that left before another entered has the smaller token, unless both
+    /// read), and overlap of healthy holders.
     pub fn finish(&mut self) {
         for h in self.holdings.iter().filter(|h| h.entered.is_some() && h.healthy.is_none()) {
             self.violations.push(format!("{} with {} never ended its holding", h.contender, h.token));
         }
+        let rule = self.rule;
         let healthy: Vec<&Holding> = self.holdings.iter().filter(|h| h.healthy == Some(true)).collect();
         for a in &healthy {
-            for b in healthy.iter().filter(|b| b.entered > a.exited && b.token <= a.token) {
-                self.violations.push(format!(
-                    "token out of order: {}@{} entered after {}@{} had left",
-                    b.contender, b.token, a.contender, a.token
-                ));
+            let ordered = healthy.iter().filter(|b| !(rule == Rule::ReadWrite && a.reader && b.reader));
+            for b in ordered.filter(|b| b.entered > a.exited && b.token <= a.token) {
+                self.violations.push(format!("token out of order: {} entered after {} had left", b.name(), a.name()));
             }
         }
         // Sweep over healthy holdings: at equal instants, exits first.
@@ -214,8 +264,13 @@ impl Ledger {
                 continue;
             }
             inside.push(h);
-            if inside.len() > self.permits {
-                let who: Vec<String> = inside.iter().map(|o| format!("{}@{}", o.contender, o.token)).collect();
+            let too_many = match rule {
+                Rule::Exclusive => inside.len() > 1,
+                Rule::Permits(permits) => inside.len() > permits,
+                Rule::ReadWrite => inside.len() > 1 && inside.iter().any(|o| !o.reader),
+            };
+            if too_many {
+                let who: Vec<String> = inside.iter().map(|o| o.name()).collect();
                 self.violations.push(format!("{} healthy holders at once: {}", inside.len(), who.join(", ")));
             }
         }
@@ -230,10 +285,10 @@ pub struct Store {
 }
 
 impl Store {
-    pub async fn start(permits: usize) -> Result<Self> {
+    pub async fn start(rule: Rule) -> Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
-        let ledger = Arc::new(StdMutex::new(Ledger::new(permits)));
+        let ledger = Arc::new(StdMutex::new(Ledger::new(rule)));
         let shared = ledger.clone();
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -272,8 +327,10 @@ async fn serve(stream: TcpStream, ledger: Arc<StdMutex<Ledger>>) {
 fn handle(ledger: &mut Ledger, line: &str) -> Option<String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let token = |i: usize| words.get(i).and_then(|t| t.parse::<FencingToken>().ok());
+    let verdict = |accepted: bool| Some(if accepted { "ACCEPT" } else { "REJECT" }.into());
     match words.as_slice() {
-        ["WRITE", c, ..] => return Some(if ledger.write(c, token(2)?) { "ACCEPT" } else { "REJECT" }.into()),
+        ["GRANT", c, _, role] => return verdict(ledger.grant(c, token(2)?, *role == "read")),
+        ["WRITE", c, ..] => return verdict(ledger.write(c, token(2)?)),
         ["ENTER", c, ..] => ledger.enter(c, token(2)?),
         ["DOUBT", c, ..] => ledger.holding(c, token(2)?).doubted = Some(Instant::now()),
         ["EXIT", c, ..] => {
@@ -310,6 +367,13 @@ impl StoreClient {
             return Err(format!("the store did not understand {line:?}").into());
         }
         Ok(answer)
+    }
+
+    /// The first write of a new holder, with what it is (a reader or not); whether the store
+    /// accepted it.
+    pub async fn grant(&mut self, token: FencingToken, reader: bool) -> Result<bool> {
+        let role = if reader { "read" } else { "write" };
+        Ok(self.ask("GRANT", &format!("{token} {role}")).await? == "ACCEPT")
     }
 
     /// Writes to the protected resource; whether the store accepted it.
