@@ -10,7 +10,8 @@
 //! doubt (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
 //! lived until then). From it come the violations: a stale write the store accepted (a check of
 //! the store itself), a token handed out twice, tokens out of order, more healthy holders at
-//! once than the recipe allows, and a healthy holder's write refused.
+//! once than the recipe allows, a healthy holder's write refused, and a healthy holder's write
+//! accepted after that of a holder whose token excludes it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -44,6 +45,21 @@ pub enum Rule {
     ReadWrite,
 }
 
+impl Rule {
+    /// Whether `later` can hold only once `earlier` is gone for good: it has a larger token in
+    /// the same queue and the recipe never lets the two hold together, or its token is of a
+    /// later epoch (the directory was deleted, so every earlier node was gone).
+    fn excludes(self, earlier: &Holding, later: &Holding) -> bool {
+        later.token > earlier.token
+            && (later.token.epoch() != earlier.token.epoch()
+                || match self {
+                    Rule::Exclusive => true,
+                    Rule::Permits(_) => false,
+                    Rule::ReadWrite => !(earlier.reader && later.reader),
+                })
+    }
+}
+
 /// One acquisition, from its grant to its verdict.
 #[derive(Debug)]
 pub struct Holding {
@@ -57,6 +73,9 @@ pub struct Holding {
     /// `Some(true)` if the release succeeded: the node lived until then.
     pub healthy: Option<bool>,
     rejected: u32,
+    /// The store's order numbers of its first and its last accepted write.
+    first_accepted: Option<u64>,
+    last_accepted: Option<u64>,
 }
 
 impl Holding {
@@ -109,6 +128,8 @@ pub struct Ledger {
     highest: Option<FencingToken>,
     highest_writer: Option<FencingToken>,
     open: BTreeSet<FencingToken>,
+    /// Accepted writes so far: the next one's order number.
+    accepted: u64,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
@@ -122,6 +143,7 @@ impl Ledger {
             highest: None,
             highest_writer: None,
             open: BTreeSet::new(),
+            accepted: 0,
             counts: Counts::default(),
             violations: Vec::new(),
         }
@@ -140,6 +162,8 @@ impl Ledger {
                 exited: None,
                 healthy: None,
                 rejected: 0,
+                first_accepted: None,
+                last_accepted: None,
             });
         }
         &mut self.holdings[i]
@@ -164,6 +188,11 @@ impl Ledger {
             if let Rule::Permits(_) = self.rule {
                 self.open.insert(token);
             }
+            let order = self.accepted;
+            self.accepted += 1;
+            let holding = self.holding(contender, token);
+            holding.first_accepted.get_or_insert(order);
+            holding.last_accepted = Some(order);
             if self.superseded(token, reader, false) {
                 self.counts.stale_accepted += 1;
                 self.violations.push(format!("stale write accepted: {contender} with token {token}"));
@@ -235,7 +264,8 @@ impl Ledger {
 
     /// The checks that need every holding ended: holdings that never ended, tokens out of order
     /// (a healthy holder that left before another entered has the smaller token, unless both
-    /// read), and overlap of healthy holders.
+    /// read), a healthy holder's write accepted after that of a holder that excludes it, and
+    /// overlap of healthy holders.
     pub fn finish(&mut self) {
         for h in self.holdings.iter().filter(|h| h.entered.is_some() && h.healthy.is_none()) {
             self.violations.push(format!("{} with {} never ended its holding", h.contender, h.token));
@@ -246,6 +276,18 @@ impl Ledger {
             let ordered = healthy.iter().filter(|b| !(rule == Rule::ReadWrite && a.reader && b.reader));
             for b in ordered.filter(|b| b.entered > a.exited && b.token <= a.token) {
                 self.violations.push(format!("token out of order: {} entered after {} had left", b.name(), a.name()));
+            }
+            // A holder that excludes `a` was granted only once `a`'s node was gone, after all
+            // of `a`'s writes — unless `a` was not healthy after all.
+            let Some(last) = a.last_accepted else { continue };
+            for b in self.holdings.iter().filter(|b| b.first_accepted.is_some_and(|f| f < last)) {
+                if rule.excludes(a, b) {
+                    self.violations.push(format!(
+                        "{} held throughout, yet its write was accepted after one of {}, which excludes it",
+                        a.name(),
+                        b.name()
+                    ));
+                }
             }
         }
         // Sweep over healthy holdings: at equal instants, exits first.
