@@ -3,13 +3,16 @@
 //! runs as a task of the chaos process or, so that it can be frozen with SIGSTOP, as a child
 //! process (`chaos --contender …`).
 //!
-//! Its second write is careless on purpose: it is made whether or not `lost()` resolved, as a
+//! Right after being granted, before its first write, it reads its own nodes on its own
+//! session: a holder granted with a node that is gone is a violation (see `store.rs`). Its
+//! second write is careless on purpose: it is made whether or not `lost()` resolved, as a
 //! holder frozen mid-write would make it. Refusing that write is the store's job.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -19,11 +22,11 @@ use tokio::task::JoinHandle;
 use zk_recipes::testing::Link;
 use zk_recipes::{
     Candidate, Error, FencingToken, LeaderLatch, LeaderSelector, Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock,
-    Semaphore, Session, Term, WriteGuard,
+    Semaphore, Session, Term, WriteGuard, zk,
 };
 
 use crate::Result;
-use crate::store::{Rule, StoreClient};
+use crate::store::{NodeCheck, Rule, StoreClient};
 
 /// The recipes under test, all at once in every scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,14 @@ impl Kind {
             Kind::Semaphore => Rule::Permits(PERMITS as usize),
             Kind::RwLock => Rule::ReadWrite,
             Kind::Mutex | Kind::Latch | Kind::Selector => Rule::Exclusive,
+        }
+    }
+
+    /// The directories of the recipe at `path` that hold contender nodes.
+    pub fn dirs(self, path: &str) -> Vec<String> {
+        match self {
+            Kind::Semaphore => vec![format!("{path}/locks"), format!("{path}/leases")],
+            _ => vec![path.to_owned()],
         }
     }
 }
@@ -224,6 +235,17 @@ impl Held {
         matches!(self, Held::Read(_))
     }
 
+    /// The contender nodes it holds with.
+    pub fn nodes(&self) -> Vec<String> {
+        match self {
+            Held::Lock(guard) => vec![guard.node().to_owned()],
+            Held::Lease(lease) => lease.nodes().map(str::to_owned).collect(),
+            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => vec![term.node().to_owned()],
+            Held::Read(guard) => vec![guard.node().to_owned()],
+            Held::Write(guard) => vec![guard.node().to_owned()],
+        }
+    }
+
     pub fn lost(&self) -> std::pin::Pin<Box<dyn Future<Output = zk_recipes::LossReason> + Send>> {
         match self {
             Held::Lock(guard) => Box::pin(guard.lost()),
@@ -250,10 +272,47 @@ impl Held {
     }
 }
 
-/// What every holder does first: writes (the store learns of it so), then enters.
-pub async fn begin(held: &Held, store: &mut StoreClient) -> Result<()> {
+/// Reads `held`'s nodes on the ZooKeeper session the attempt began in (`began_in`), right
+/// after the grant. Only a conclusive answer counts: a newer session would find the nodes of
+/// an expired one gone, and a recipe that noticed a loss may delete its node itself (a latch
+/// or selector steps down).
+async fn check_nodes(session: &Session, began_in: Option<zk::SessionId>, held: &Held) -> NodeCheck {
+    let Ok(client) = session.client().await else { return NodeCheck::Unknown };
+    if began_in != Some(client.session_id()) {
+        return NodeCheck::Unknown;
+    }
+    let mut gone = false;
+    for node in held.nodes() {
+        match client.check_stat(&node).await {
+            Ok(Some(_)) => {}
+            Ok(None) => gone = true,
+            Err(_) => return NodeCheck::Unknown,
+        }
+    }
+    if !gone {
+        return NodeCheck::Present;
+    }
+    if held.lost().now_or_never().is_some() {
+        return NodeCheck::Unknown;
+    }
+    // An answer on a session the server has just closed can show its nodes gone; a closed
+    // session answers nothing more.
+    match client.check_stat("/").await {
+        Ok(_) => NodeCheck::Gone,
+        Err(_) => NodeCheck::Unknown,
+    }
+}
+
+/// What every holder does first: checks its nodes, writes (the store learns of it so), enters.
+pub async fn begin(
+    held: &Held,
+    session: &Session,
+    began_in: Option<zk::SessionId>,
+    store: &mut StoreClient,
+) -> Result<()> {
     let token = held.token();
-    store.grant(token, held.reader()).await?;
+    let check = check_nodes(session, began_in, held).await;
+    store.grant(token, held.reader(), check, &held.nodes()).await?;
     store.enter(token).await
 }
 
@@ -264,6 +323,7 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
     let mut store = StoreClient::connect(plan.store, &plan.id).await?;
     let recipe = Recipe::new(session, plan)?;
     while !*stop.borrow() && stop.has_changed().is_ok() {
+        let began_in = session.id();
         let read = plan.kind == Kind::RwLock && rng.random_bool(READS);
         // One wait in five is abandoned: by a deadline, or by dropping the future.
         let cancel_after = rng.random_bool(0.2).then(|| Duration::from_millis(rng.random_range(0..400)));
@@ -284,7 +344,7 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
                 tokio::time::sleep(Duration::from_millis(rng.random_range(50..250))).await;
             }
             Some(Ok(held)) => {
-                begin(&held, &mut store).await?;
+                begin(&held, session, began_in, &mut store).await?;
                 hold(held, plan, &mut rng, &mut store).await?;
             }
         }

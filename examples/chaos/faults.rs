@@ -5,14 +5,15 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rand::RngExt;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::watch;
 use zk_recipes::testing::{Fault, TestingCluster};
 use zk_recipes::{FencingToken, Session};
 
 use crate::contender::{self, Contender, Held, Kind, Plan, Recipe};
 use crate::store::{Holding, Store, StoreClient};
-use crate::{Result, SYNC_LIMIT};
+use crate::{Result, SYNC_LIMIT, operator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -66,14 +67,37 @@ impl Target<'_> {
         &self.stores.iter().find(|(k, _)| *k == kind).expect("a store per kind").1
     }
 
-    fn path(&self, kind: Kind) -> &str {
+    pub fn path(&self, kind: Kind) -> &str {
         &self.contenders.iter().find(|c| c.plan.kind == kind).expect("contenders of every kind").plan.path
     }
 }
 
-/// Injects the scenario's faults until `until` (a quorum loss runs at least once), and returns
-/// how many it injected and the violations seen while they lasted.
+/// Injects the scenario's faults until `until` (a quorum loss runs at least once), with the
+/// operator deleting contender nodes meanwhile — except through a quorum loss, whose holders
+/// must hold through it. Returns how many faults it injected and the violations seen while
+/// they lasted.
 pub async fn inject(
+    scenario: Scenario,
+    target: &Target<'_>,
+    until: Instant,
+    rng: &mut StdRng,
+) -> Result<(u64, Vec<String>)> {
+    let (done, deleting) = watch::channel(scenario == Scenario::QuorumLoss);
+    let mut operator_rng = StdRng::seed_from_u64(rng.random());
+    let faults = async {
+        let injected = faults(scenario, target, until, rng).await;
+        done.send_replace(true);
+        injected
+    };
+    let (injected, ()) = tokio::join!(faults, operator::run(target, OPERATOR_PACE, &mut operator_rng, deleting));
+    injected
+}
+
+/// How often the operator deletes a node, in milliseconds.
+const OPERATOR_PACE: std::ops::Range<u64> = 100..600;
+
+/// The scenario's own faults, as [`inject`] describes them.
+async fn faults(
     scenario: Scenario,
     target: &Target<'_>,
     until: Instant,
@@ -264,9 +288,10 @@ impl Sentinels {
                 child: false,
             };
             let recipe = Recipe::new(&session, &plan)?;
+            let began_in = session.id();
             let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire(false)).await??;
             let mut client = StoreClient::connect(store.address, &plan.id).await?;
-            contender::begin(&holding, &mut client).await?;
+            contender::begin(&holding, &session, began_in, &mut client).await?;
             held.push((*kind, holding, client));
         }
         Ok(Self { held, _session: session })
@@ -342,8 +367,8 @@ fn holder(target: &Target<'_>, rng: &mut StdRng) -> Option<usize> {
     (!holders.is_empty()).then(|| holders[rng.random_range(0..holders.len())])
 }
 
-/// Whether the frozen `contender`'s nodes are gone (its session expired) and successors hold
-/// that exclude its holding with `token`.
+/// Whether the frozen `contender`'s nodes are gone (its session expired, or the operator
+/// deleted them) and successors hold that exclude its holding with `token`.
 async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<FencingToken>) -> Result<bool> {
     let snapshot = zk_recipes::inspect(target.observer, &contender.plan.path).await?;
     let id = contender.plan.id.as_bytes();

@@ -1,5 +1,6 @@
 //! `make chaos`: mutual exclusion and fencing under server loss, partitions, client pauses,
-//! connection resets and cancelled waits, on a real 3-node ZooKeeper ensemble.
+//! connection resets, an operator deleting contender nodes and cancelled waits, on a real
+//! 3-node ZooKeeper ensemble.
 //!
 //! Every scenario runs a mutex, a 2-permit semaphore, a leader latch, a read-write lock and a
 //! leader selector at once, 5 contenders each on sessions of their own (2 of each in child
@@ -18,6 +19,7 @@
 
 mod contender;
 mod faults;
+mod operator;
 mod store;
 
 use std::time::{Duration, Instant};
@@ -144,13 +146,15 @@ impl Row {
     fn line(&self) -> String {
         let c = &self.counts;
         format!(
-            "{:<18} round {:<3} faults {:>4}  acquisitions {:>5}  cancelled {:>4}  errors {:>4}  stale-attempted {:>3}  stale-rejected {:>3}  window-refusals {:>2}  recovery {:>5.1}s  violations {}",
+            "{:<18} round {:<3} faults {:>4}  acquisitions {:>5}  cancelled {:>4}  errors {:>4}  deletes {:>3}  waiting-deletes {:>3}  stale-attempted {:>3}  stale-rejected {:>3}  window-refusals {:>2}  recovery {:>5.1}s  violations {}",
             self.scenario.name(),
             self.round,
             self.faults,
             c.acquisitions,
             c.cancellations,
             c.errors.values().sum::<u64>(),
+            c.deletes,
+            c.waiting_deletes,
             c.stale_rejected + c.stale_accepted,
             c.stale_rejected,
             c.window_refusals,
@@ -172,6 +176,8 @@ fn summary(rows: &[Row], elapsed: Duration) {
     println!("  writes accepted:        {}", total.writes_accepted);
     println!("  waits cancelled:        {}", total.cancellations);
     println!("  acquire errors:         {:?}", total.errors);
+    println!("  operator deletes:       {} ({} of waiting nodes)", total.deletes, total.waiting_deletes);
+    println!("  deleted at the grant:   {}", total.gone_at_grant);
     println!("  stale writes attempted: {}", total.stale_rejected + total.stale_accepted);
     println!("  stale writes rejected:  {}", total.stale_rejected);
     println!("  stale writes accepted:  {}", total.stale_accepted);

@@ -1,17 +1,18 @@
-//! The checker: a token-checking store on a loopback port, and the ledger of what each contender
-//! believed.
+//! The checker: a token-checking store on a loopback port, the ledger of what each contender
+//! believed, and the operator's deletions.
 //!
 //! The store is the protected resource. It accepts a write only if the writer's fencing token
 //! is current, by the recipe's [`Rule`]. Like a real fenced resource, it learns of a new holder
 //! by its first write, so every contender writes at once after acquiring (`GRANT`, which also
-//! says whether it reads), then says `ENTER`.
+//! says what it found of its own nodes), then says `ENTER`.
 //!
 //! The ledger records, in the order the store received them, every holding's grant, enter,
 //! doubt (its `lost()` resolved), exit and verdict (healthy if its release proved the node had
-//! lived until then). From it come the violations: a stale write the store accepted (a check of
-//! the store itself), a token handed out twice, tokens out of order, more healthy holders at
-//! once than the recipe allows, a healthy holder's write refused, and a healthy holder's write
-//! accepted after that of a holder whose token excludes it.
+//! lived until then), and every node the operator deleted. From it come the violations: a stale
+//! write the store accepted (a check of the store itself), a token handed out twice, tokens out
+//! of order, more healthy holders at once than the recipe allows, a healthy holder's write
+//! refused, a healthy holder's write accepted after that of a holder whose token excludes it,
+//! and a holder granted with a node that was gone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -60,6 +61,36 @@ impl Rule {
     }
 }
 
+/// What a holder found of its own nodes, read on its own ZooKeeper session right after it was
+/// granted, before its first write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCheck {
+    /// Every node there.
+    Present,
+    /// A node missing, while that session lived and the holder had noticed no loss: the node
+    /// was deleted before the read.
+    Gone,
+    /// Nothing to conclude: the session changed or ended, a request failed, or the recipe had
+    /// noticed a loss already (and may have deleted the node itself).
+    Unknown,
+}
+
+impl NodeCheck {
+    const ALL: [NodeCheck; 3] = [NodeCheck::Present, NodeCheck::Gone, NodeCheck::Unknown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeCheck::Present => "present",
+            NodeCheck::Gone => "gone",
+            NodeCheck::Unknown => "unknown",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 /// One acquisition, from its grant to its verdict.
 #[derive(Debug)]
 pub struct Holding {
@@ -67,6 +98,9 @@ pub struct Holding {
     pub token: FencingToken,
     /// A read-write lock's reader (every other holder excludes others).
     pub reader: bool,
+    /// The contender nodes it was granted with.
+    pub nodes: Vec<String>,
+    pub check: Option<NodeCheck>,
     pub entered: Option<Instant>,
     pub doubted: Option<Instant>,
     pub exited: Option<Instant>,
@@ -88,6 +122,16 @@ impl Holding {
     }
 }
 
+/// A contender node the operator deleted (or tried to).
+#[derive(Debug, Clone, Copy)]
+pub struct Deletion {
+    /// Deleted in one transaction with a check that a node it waited behind existed: it
+    /// provably waited then, so it had never held and never may.
+    pub waiting: bool,
+    /// The server confirmed the delete; else its outcome is unknown (no reply in time).
+    pub confirmed: bool,
+}
+
 /// What the scenario's summary counts.
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
@@ -101,6 +145,11 @@ pub struct Counts {
     pub window_refusals: u64,
     pub cancellations: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Contender nodes the operator deleted, and how many of them provably waited.
+    pub deletes: u64,
+    pub waiting_deletes: u64,
+    /// Holders that found their node gone right after the grant, deleted by the operator.
+    pub gone_at_grant: u64,
 }
 
 impl Counts {
@@ -115,6 +164,9 @@ impl Counts {
         for (kind, n) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += n;
         }
+        self.deletes += other.deletes;
+        self.waiting_deletes += other.waiting_deletes;
+        self.gone_at_grant += other.gone_at_grant;
     }
 }
 
@@ -130,6 +182,7 @@ pub struct Ledger {
     open: BTreeSet<FencingToken>,
     /// Accepted writes so far: the next one's order number.
     accepted: u64,
+    deletions: HashMap<String, Deletion>,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
@@ -144,6 +197,7 @@ impl Ledger {
             highest_writer: None,
             open: BTreeSet::new(),
             accepted: 0,
+            deletions: HashMap::new(),
             counts: Counts::default(),
             violations: Vec::new(),
         }
@@ -157,6 +211,8 @@ impl Ledger {
                 contender: contender.to_owned(),
                 token,
                 reader: false,
+                nodes: Vec::new(),
+                check: None,
                 entered: None,
                 doubted: None,
                 exited: None,
@@ -223,8 +279,11 @@ impl Ledger {
         self.superseded(holding.token, holding.reader, true)
     }
 
-    fn grant(&mut self, contender: &str, token: FencingToken, reader: bool) -> bool {
-        self.holding(contender, token).reader = reader;
+    fn grant(&mut self, contender: &str, token: FencingToken, reader: bool, check: NodeCheck, nodes: &str) -> bool {
+        let holding = self.holding(contender, token);
+        holding.reader = reader;
+        holding.check = Some(check);
+        holding.nodes = nodes.split(',').map(str::to_owned).collect();
         self.write(contender, token)
     }
 
@@ -251,6 +310,19 @@ impl Ledger {
         }
     }
 
+    /// Records the operator's deletion of `node`: a confirmed one replaces one whose outcome
+    /// was unknown (the node was still there after all).
+    pub fn deleted(&mut self, node: String, deletion: Deletion) {
+        if deletion.confirmed {
+            self.counts.deletes += 1;
+            self.counts.waiting_deletes += u64::from(deletion.waiting);
+        }
+        let recorded = self.deletions.entry(node).or_insert(deletion);
+        if deletion.confirmed {
+            *recorded = deletion;
+        }
+    }
+
     /// The holdings open now.
     pub fn holders(&self) -> impl Iterator<Item = &Holding> {
         let now = Instant::now();
@@ -262,14 +334,16 @@ impl Ledger {
         self.holdings.iter().filter(|h| h.contender == contender).filter_map(|h| h.entered).find(|&e| e > since)
     }
 
-    /// The checks that need every holding ended: holdings that never ended, tokens out of order
-    /// (a healthy holder that left before another entered has the smaller token, unless both
-    /// read), a healthy holder's write accepted after that of a holder that excludes it, and
-    /// overlap of healthy holders.
+    /// The checks that need every holding ended and every deletion recorded: holdings that
+    /// never ended, holders granted with a node that was gone, tokens out of order (a healthy
+    /// holder that left before another entered has the smaller token, unless both read), a
+    /// healthy holder's write accepted after that of a holder that excludes it, and overlap of
+    /// healthy holders.
     pub fn finish(&mut self) {
         for h in self.holdings.iter().filter(|h| h.entered.is_some() && h.healthy.is_none()) {
             self.violations.push(format!("{} with {} never ended its holding", h.contender, h.token));
         }
+        self.granted_nodes();
         let rule = self.rule;
         let healthy: Vec<&Holding> = self.holdings.iter().filter(|h| h.healthy == Some(true)).collect();
         for a in &healthy {
@@ -314,6 +388,33 @@ impl Ledger {
             if too_many {
                 let who: Vec<String> = inside.iter().map(|o| o.name()).collect();
                 self.violations.push(format!("{} healthy holders at once: {}", inside.len(), who.join(", ")));
+            }
+        }
+    }
+
+    /// Holders granted with a node that did not exist. A node deleted while it provably waited
+    /// never holds, whatever the holder's own check found; a node its holder found gone must
+    /// have been deleted by the operator — whose deletes right after a grant are legitimate,
+    /// and counted — since nobody else deletes a node of a live session before its release.
+    fn granted_nodes(&mut self) {
+        for h in self.holdings.iter().filter(|h| h.check.is_some()) {
+            let deletions: Vec<(&String, Option<&Deletion>)> =
+                h.nodes.iter().map(|node| (node, self.deletions.get(node))).collect();
+            for (node, _) in deletions.iter().filter(|(_, d)| d.is_some_and(|d| d.waiting && d.confirmed)) {
+                self.violations.push(format!(
+                    "phantom holder: {} was granted with {node}, which the operator had deleted while it waited",
+                    h.name()
+                ));
+            }
+            match h.check {
+                Some(NodeCheck::Gone) if deletions.iter().any(|(_, d)| d.is_some()) => self.counts.gone_at_grant += 1,
+                Some(NodeCheck::Gone) => self.violations.push(format!(
+                    "phantom holder: {} found its node gone on its own live session right after the grant, and \
+                     nobody had deleted it ({})",
+                    h.name(),
+                    h.nodes.join(", ")
+                )),
+                _ => {}
             }
         }
     }
@@ -371,7 +472,9 @@ fn handle(ledger: &mut Ledger, line: &str) -> Option<String> {
     let token = |i: usize| words.get(i).and_then(|t| t.parse::<FencingToken>().ok());
     let verdict = |accepted: bool| Some(if accepted { "ACCEPT" } else { "REJECT" }.into());
     match words.as_slice() {
-        ["GRANT", c, _, role] => return verdict(ledger.grant(c, token(2)?, *role == "read")),
+        ["GRANT", c, _, role, check, nodes] => {
+            return verdict(ledger.grant(c, token(2)?, *role == "read", NodeCheck::parse(check)?, nodes));
+        }
         ["WRITE", c, ..] => return verdict(ledger.write(c, token(2)?)),
         ["ENTER", c, ..] => ledger.enter(c, token(2)?),
         ["DOUBT", c, ..] => ledger.holding(c, token(2)?).doubted = Some(Instant::now()),
@@ -411,11 +514,18 @@ impl StoreClient {
         Ok(answer)
     }
 
-    /// The first write of a new holder, with what it is (a reader or not); whether the store
-    /// accepted it.
-    pub async fn grant(&mut self, token: FencingToken, reader: bool) -> Result<bool> {
+    /// The first write of a new holder, with what it is (a reader or not), what it found of
+    /// its nodes, and which they are; whether the store accepted it.
+    pub async fn grant(
+        &mut self,
+        token: FencingToken,
+        reader: bool,
+        check: NodeCheck,
+        nodes: &[String],
+    ) -> Result<bool> {
         let role = if reader { "read" } else { "write" };
-        Ok(self.ask("GRANT", &format!("{token} {role}")).await? == "ACCEPT")
+        let rest = format!("{token} {role} {} {}", check.name(), nodes.join(","));
+        Ok(self.ask("GRANT", &rest).await? == "ACCEPT")
     }
 
     /// Writes to the protected resource; whether the store accepted it.
