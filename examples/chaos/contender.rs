@@ -322,8 +322,14 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut store = StoreClient::connect(plan.store, &plan.id).await?;
     let recipe = Recipe::new(session, plan)?;
+    let mut reported = None;
     while !*stop.borrow() && stop.has_changed().is_ok() {
         let began_in = session.id();
+        // The fault driver finds a contender's connection by its session (`cons` lists them).
+        if let Some(id) = began_in.filter(|&id| reported != Some(id)) {
+            store.session(id.0).await?;
+            reported = Some(id);
+        }
         let read = plan.kind == Kind::RwLock && rng.random_bool(READS);
         // One wait in five is abandoned: by a deadline, or by dropping the future.
         let cancel_after = rng.random_bool(0.2).then(|| Duration::from_millis(rng.random_range(0..400)));

@@ -13,7 +13,7 @@ use zk_recipes::{FencingToken, Session};
 
 use crate::contender::{self, Contender, Held, Kind, Plan, Recipe};
 use crate::store::{Holding, Store, StoreClient};
-use crate::{Result, SYNC_LIMIT, operator};
+use crate::{Result, SYNC_LIMIT, TICK, operator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -30,15 +30,20 @@ pub enum Scenario {
     Partitions,
     /// Connections reset at random.
     ConnectionResets,
+    /// A member cut off from the other members (both ways, silently) while contenders steered
+    /// to it hold and wait there: a follower or the leader, healed before anyone notices or
+    /// after the sessions it served expired.
+    MemberIsolation,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::LeaderKills,
         Scenario::QuorumLoss,
         Scenario::PausedHolder,
         Scenario::Partitions,
         Scenario::ConnectionResets,
+        Scenario::MemberIsolation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,9 +53,39 @@ impl Scenario {
             Scenario::PausedHolder => "paused-holder",
             Scenario::Partitions => "partitions",
             Scenario::ConnectionResets => "connection-resets",
+            Scenario::MemberIsolation => "member-isolation",
         }
     }
 }
+
+/// Which member is cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Follower,
+    Leader,
+}
+
+/// When an isolated member is healed, as its clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heal {
+    /// Before anyone notices: before the member's syncLimit × tickTime without a word from the
+    /// others (then it closes its client connections) and before the session timeout (then
+    /// the others' leader expires the sessions it no longer hears of). Writes and syncs on it
+    /// stall meanwhile; its sessions survive.
+    Before,
+    /// Once the member has stopped serving and the others have a leader, and a session
+    /// timeout (and ticks for rounding, and slack) later: every session it served has expired.
+    After,
+}
+
+/// The isolations in turn, from the start of a random pair: each pair cuts off a follower and
+/// the leader, and heals before and after; the two pairs make every combination.
+const ISOLATIONS: [(Role, Heal); 4] = [
+    (Role::Follower, Heal::Before),
+    (Role::Leader, Heal::After),
+    (Role::Follower, Heal::After),
+    (Role::Leader, Heal::Before),
+];
 
 /// What the faults act on.
 pub struct Target<'a> {
@@ -72,10 +107,10 @@ impl Target<'_> {
     }
 }
 
-/// Injects the scenario's faults until `until` (a quorum loss runs at least once), with the
-/// operator deleting contender nodes meanwhile — except through a quorum loss, whose holders
-/// must hold through it. Returns how many faults it injected and the violations seen while
-/// they lasted.
+/// Injects the scenario's faults until `until` (a quorum loss runs at least once, an isolation
+/// twice), with the operator deleting contender nodes meanwhile — except through a quorum loss,
+/// whose holders must hold through it. Returns how many faults it injected and the violations
+/// seen while they lasted.
 pub async fn inject(
     scenario: Scenario,
     target: &Target<'_>,
@@ -230,15 +265,122 @@ async fn faults(
                 faults += 1;
             }
         }
+        Scenario::MemberIsolation => {
+            let first = 2 * rng.random_range(0..ISOLATIONS.len() / 2);
+            for i in 0.. {
+                if i >= 2 && Instant::now() >= until {
+                    break;
+                }
+                let (role, heal) = ISOLATIONS[(first + i) % ISOLATIONS.len()];
+                let leader = leader(target.cluster).await?;
+                let member = match role {
+                    Role::Leader => leader,
+                    Role::Follower => (leader + rng.random_range(1..3)) % 3,
+                };
+                let steered = steer(target, member, rng).await;
+                target.cluster.isolate(member)?;
+                faults += 1;
+                match heal {
+                    // Well before either (see `Heal::Before`).
+                    Heal::Before => tokio::time::sleep(SYNC_LIMIT.min(st) / 2).await,
+                    Heal::After => {
+                        let deadline = Instant::now() + ELECTION_BOUND;
+                        while target.cluster.mode(member).await.is_some()
+                            || target.cluster.leader().await.is_none_or(|l| l == member)
+                        {
+                            if Instant::now() > deadline {
+                                return Err(format!(
+                                    "member {member} isolated: no leader elsewhere within {ELECTION_BOUND:?}"
+                                )
+                                .into());
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        // From now on at the latest, the others' leader hears nothing of the
+                        // member's sessions: a session timeout later (and two ticks, as
+                        // sessions expire on tick boundaries, and slack) every one expired.
+                        tokio::time::sleep(st + 2 * TICK + Duration::from_secs(1)).await;
+                    }
+                }
+                target.cluster.heal(member)?;
+                serving(target.cluster, member).await?;
+                for &i in &steered {
+                    target.contenders[i].link.set_fault(Fault::Pass);
+                }
+                sleep(500..1500, rng).await;
+            }
+        }
     }
     Ok((faults, violations))
 }
 
-/// Undoes whatever is still broken: every link passes, every member runs.
+/// How long a partitioned ensemble may take to notice and elect a leader among the others, or
+/// a healed member to serve again: generous, for a loaded machine.
+const ELECTION_BOUND: Duration = Duration::from_secs(60);
+/// How long steered contenders may take to connect to their member: the client tries the
+/// refused members and moves on at once, or, if its session expired meanwhile, establishes a
+/// new one (a few session timeouts at worst).
+const STEER_BOUND: Duration = Duration::from_secs(20);
+
+/// Steers, for every recipe, a contender that holds now (if one does) and one other to reach
+/// only `member` — the others refuse them and their connections are reset — and waits until
+/// each one's session is connected there (as the member's `cons` lists it). Returns their
+/// indices. A contender still not there by the bound is left to connect when it can.
+async fn steer(target: &Target<'_>, member: usize, rng: &mut StdRng) -> Vec<usize> {
+    let holding = holders(target, |_| true);
+    let mut steered = Vec::new();
+    for kind in Kind::ALL {
+        let mut of_kind: Vec<usize> =
+            (0..target.contenders.len()).filter(|&i| target.contenders[i].plan.kind == kind).collect();
+        let holders: Vec<usize> = of_kind.iter().copied().filter(|i| holding.contains(i)).collect();
+        if !holders.is_empty() {
+            let chosen = holders[rng.random_range(0..holders.len())];
+            steered.push(chosen);
+            of_kind.retain(|&i| i != chosen);
+        }
+        steered.push(of_kind[rng.random_range(0..of_kind.len())]);
+    }
+    for &i in &steered {
+        let link = &target.contenders[i].link;
+        for m in 0..target.cluster.size() {
+            link.set_member_fault(m, if m == member { Fault::Pass } else { Fault::Refuse });
+        }
+        link.reset_connections();
+    }
+    let deadline = Instant::now() + STEER_BOUND;
+    while Instant::now() < deadline {
+        let connections = target.cluster.four_letter(member, "cons").await.unwrap_or_default();
+        let there = |i: &usize| {
+            let contender = &target.contenders[*i];
+            let session = target.store(contender.plan.kind).ledger().session(&contender.plan.id);
+            session.is_some_and(|id| connections.contains(&format!("sid={id:#x},")))
+        };
+        if steered.iter().all(there) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    steered
+}
+
+/// Waits until `member` serves clients again.
+async fn serving(cluster: &TestingCluster, member: usize) -> Result<()> {
+    let deadline = Instant::now() + ELECTION_BOUND;
+    while cluster.mode(member).await.is_none() {
+        if Instant::now() > deadline {
+            return Err(format!("member {member} does not serve {ELECTION_BOUND:?} after healing").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Undoes whatever is still broken: every link passes, between members too, every member runs.
 pub async fn heal(target: &Target<'_>) -> Result<()> {
     for contender in target.contenders {
         contender.link.set_fault(Fault::Pass);
     }
+    target.cluster.heal_all()?;
     for member in 0..target.cluster.size() {
         if target.cluster.pid(member).await.is_none() {
             target.cluster.restart(member).await?;

@@ -1,6 +1,6 @@
-//! `make chaos`: mutual exclusion and fencing under server loss, partitions, client pauses,
-//! connection resets, an operator deleting contender nodes and cancelled waits, on a real
-//! 3-node ZooKeeper ensemble.
+//! `make chaos`: mutual exclusion and fencing under server loss, partitions (of clients, and
+//! of members from each other), client pauses, connection resets, an operator deleting
+//! contender nodes and cancelled waits, on a real 3-node ZooKeeper ensemble.
 //!
 //! Every scenario runs a mutex, a 2-permit semaphore, a leader latch, a read-write lock and a
 //! leader selector at once, 5 contenders each on sessions of their own (2 of each in child
@@ -37,9 +37,12 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 /// The contenders' session timeout: short, so that expiries happen often.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
-/// The ensemble's `syncLimit` (in ticks of 500 ms): how long a leader serves without a quorum.
+/// The ensemble's `tickTime` (the harness's default, set since the timing below rests on it).
+const TICK: Duration = Duration::from_millis(500);
+/// The ensemble's `syncLimit` (in ticks): how long a leader serves without a quorum, and a
+/// follower without hearing from its leader.
 const SYNC_LIMIT_TICKS: u32 = 4;
-const SYNC_LIMIT: Duration = Duration::from_millis(500 * SYNC_LIMIT_TICKS as u64);
+const SYNC_LIMIT: Duration = TICK.saturating_mul(SYNC_LIMIT_TICKS);
 const CONTENDERS: usize = 5;
 const CHILDREN: usize = 2;
 /// How long every contender has to acquire again once the faults are healed.
@@ -104,7 +107,13 @@ async fn main() -> Result<()> {
         "chaos: seed {} (rerun with --seed {0}), duration {:?}, {:?} of faults per scenario",
         options.seed, options.duration, options.scenario_time
     );
-    let cluster = TestingCluster::builder().size(3).setting("syncLimit", &SYNC_LIMIT_TICKS.to_string()).start().await?;
+    let cluster = TestingCluster::builder()
+        .size(3)
+        .setting("tickTime", &TICK.as_millis().to_string())
+        .setting("syncLimit", &SYNC_LIMIT_TICKS.to_string())
+        .partitionable()
+        .start()
+        .await?;
     let observer = Session::connect(&cluster.connect_string()).await?;
     let scenarios: Vec<Scenario> = Scenario::ALL.into_iter().filter(|s| options.only.is_none_or(|o| o == *s)).collect();
 

@@ -183,6 +183,8 @@ pub struct Ledger {
     /// Accepted writes so far: the next one's order number.
     accepted: u64,
     deletions: HashMap<String, Deletion>,
+    /// Each contender's ZooKeeper session, as it last said.
+    sessions: HashMap<String, i64>,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
@@ -198,6 +200,7 @@ impl Ledger {
             open: BTreeSet::new(),
             accepted: 0,
             deletions: HashMap::new(),
+            sessions: HashMap::new(),
             counts: Counts::default(),
             violations: Vec::new(),
         }
@@ -332,6 +335,11 @@ impl Ledger {
     /// When `contender` first entered after `since`, if it did.
     pub fn entered_after(&self, contender: &str, since: Instant) -> Option<Instant> {
         self.holdings.iter().filter(|h| h.contender == contender).filter_map(|h| h.entered).find(|&e| e > since)
+    }
+
+    /// The ZooKeeper session `contender` last said it contends on.
+    pub fn session(&self, contender: &str) -> Option<i64> {
+        self.sessions.get(contender).copied()
     }
 
     /// The checks that need every holding ended and every deletion recorded: holdings that
@@ -484,6 +492,9 @@ fn handle(ledger: &mut Ledger, line: &str) -> Option<String> {
             ledger.open.remove(&token);
         }
         ["VERDICT", c, _, verdict] => ledger.verdict(c, token(2)?, *verdict == "healthy"),
+        ["SESSION", c, id] => {
+            ledger.sessions.insert((*c).to_owned(), id.parse().ok()?);
+        }
         ["CANCEL", _] => ledger.counts.cancellations += 1,
         ["ERROR", _, kind] => *ledger.counts.errors.entry((*kind).to_owned()).or_default() += 1,
         _ => return None,
@@ -547,6 +558,11 @@ impl StoreClient {
 
     pub async fn verdict(&mut self, token: FencingToken, healthy: bool) -> Result<()> {
         self.ask("VERDICT", &format!("{token} {}", if healthy { "healthy" } else { "lost" })).await.map(drop)
+    }
+
+    /// Says which ZooKeeper session the contender contends on now.
+    pub async fn session(&mut self, id: i64) -> Result<()> {
+        self.ask("SESSION", &id.to_string()).await.map(drop)
     }
 
     pub async fn cancelled(&mut self) -> Result<()> {
