@@ -1,5 +1,6 @@
 //! The bounded chaos suite: every scenario of `examples/chaos` once, with a few seconds of
-//! faults each, against a real 3-node ensemble (`make chaos` runs the same for longer).
+//! faults each and an operator deleting contender nodes, against a real 3-node ensemble
+//! (`make chaos` runs the same for longer).
 
 mod common;
 
@@ -21,7 +22,7 @@ fn row(out: &str, scenario: &str) -> HashMap<String, u64> {
 }
 
 #[test]
-fn no_violations_under_server_loss_partitions_pauses_resets_and_cancellation() {
+fn no_violations_under_server_loss_partitions_pauses_resets_isolation_deletes_and_cancellation() {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let mut chaos = Command::new(common::example("chaos"))
         .args(["--seed", &seed.to_string(), "--scenario-time", "6s"])
@@ -49,10 +50,16 @@ fn no_violations_under_server_loss_partitions_pauses_resets_and_cancellation() {
     assert!(status.is_some_and(|s| s.success()), "chaos failed or hung (seed {seed}, {status:?}):\n{out}\n{err}");
     assert!(out.contains("stale writes accepted:  0") && out.contains("violations:             0"), "{out}");
 
-    for scenario in ["leader-kills", "quorum-loss", "paused-holder", "partitions", "connection-resets"] {
+    let scenarios =
+        ["leader-kills", "quorum-loss", "paused-holder", "partitions", "connection-resets", "member-isolation"];
+    for scenario in scenarios {
         let numbers = row(&out, scenario);
         assert!(numbers["faults"] > 0 && numbers["acquisitions"] > 0, "{scenario} did nothing:\n{out}");
         assert!(numbers["cancelled"] > 0, "{scenario} cancelled no waits:\n{out}");
+        // The operator deletes nodes in every scenario but the quorum loss.
+        if scenario != "quorum-loss" {
+            assert!(numbers["waiting-deletes"] > 0, "{scenario}: the operator deleted no waiting node:\n{out}");
+        }
     }
     // The frozen holders did write with their stale tokens (each refused: no violations).
     let paused = row(&out, "paused-holder");

@@ -3,24 +3,30 @@
 //! runs as a task of the chaos process or, so that it can be frozen with SIGSTOP, as a child
 //! process (`chaos --contender …`).
 //!
-//! Its second write is careless on purpose: it is made whether or not `lost()` resolved, as a
+//! Right after being granted, before its first write, it reads its own nodes on its own
+//! session: a holder granted with a node that is gone is a violation (see `store.rs`). Its
+//! second write is careless on purpose: it is made whether or not `lost()` resolved, as a
 //! holder frozen mid-write would make it. Refusing that write is the store's job.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use zk_recipes::testing::Link;
-use zk_recipes::{Candidate, Error, FencingToken, LeaderLatch, Lease, Mutex, MutexGuard, Semaphore, Session, Term};
+use zk_recipes::{
+    Candidate, Error, FencingToken, LeaderLatch, LeaderSelector, Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock,
+    Semaphore, Session, Term, WriteGuard, zk,
+};
 
 use crate::Result;
-use crate::store::StoreClient;
+use crate::store::{NodeCheck, Rule, StoreClient};
 
 /// The recipes under test, all at once in every scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +34,27 @@ pub enum Kind {
     Mutex,
     Semaphore,
     Latch,
+    /// Readers and writers of a read-write lock, each acquisition one or the other.
+    RwLock,
+    /// `LeaderSelector::run`, one term per acquisition.
+    Selector,
 }
 
+/// The semaphore's permits.
+const PERMITS: u32 = 2;
+/// The odds that a read-write lock contender's next acquisition is a read.
+const READS: f64 = 0.6;
+
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Mutex, Kind::Semaphore, Kind::Latch];
+    pub const ALL: [Kind; 5] = [Kind::Mutex, Kind::Semaphore, Kind::Latch, Kind::RwLock, Kind::Selector];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Mutex => "mutex",
             Kind::Semaphore => "semaphore",
             Kind::Latch => "latch",
+            Kind::RwLock => "rwlock",
+            Kind::Selector => "selector",
         }
     }
 
@@ -45,9 +62,21 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// How many may hold at once.
-    pub fn permits(self) -> usize {
-        if self == Kind::Semaphore { 2 } else { 1 }
+    /// Who may hold together.
+    pub fn rule(self) -> Rule {
+        match self {
+            Kind::Semaphore => Rule::Permits(PERMITS as usize),
+            Kind::RwLock => Rule::ReadWrite,
+            Kind::Mutex | Kind::Latch | Kind::Selector => Rule::Exclusive,
+        }
+    }
+
+    /// The directories of the recipe at `path` that hold contender nodes.
+    pub fn dirs(self, path: &str) -> Vec<String> {
+        match self {
+            Kind::Semaphore => vec![format!("{path}/locks"), format!("{path}/leases")],
+            _ => vec![path.to_owned()],
+        }
     }
 }
 
@@ -92,12 +121,72 @@ pub enum Recipe {
     Mutex(Mutex),
     Semaphore(Semaphore),
     Latch(LeaderLatch),
+    RwLock(ReadWriteLock),
+    Selector(LeaderSelector),
 }
 
 pub enum Held {
     Lock(MutexGuard),
     Lease(Lease),
     Term(Candidate, Term),
+    Read(ReadGuard),
+    Write(WriteGuard),
+    Selected(Selected),
+}
+
+/// One term of a `LeaderSelector::run`, held from outside: the task it runs hands the term
+/// out and lasts until told to finish — or until the selector cancels it, on a loss.
+pub struct Selected {
+    term: Term,
+    finish: oneshot::Sender<()>,
+    run: Run,
+}
+
+/// The selector's `run`, aborted when dropped: dropping `run` gives leadership up.
+struct Run(JoinHandle<std::result::Result<(), Error>>);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Selected {
+    async fn start(selector: &LeaderSelector) -> std::result::Result<Self, Error> {
+        let (terms, term) = oneshot::channel();
+        let mut terms = Some(terms);
+        let selector = selector.clone();
+        let mut run = Run(tokio::spawn(async move {
+            // Without auto-requeue, `run` leads once: its result is that term's.
+            selector
+                .run(move |term| {
+                    let (finish, finished) = oneshot::channel::<()>();
+                    if let Some(terms) = terms.take() {
+                        let _ = terms.send((term, finish));
+                    }
+                    async move {
+                        let _ = finished.await;
+                    }
+                })
+                .await
+        }));
+        tokio::select! {
+            // A term handed out counts even if `run` has ended since: its end is the release's.
+            biased;
+            Ok((term, finish)) = term => Ok(Self { term, finish, run }),
+            ended = &mut run.0 => match ended {
+                Ok(Err(err)) => Err(err),
+                Ok(Ok(())) => unreachable!("a selector's run ends well only after a term"),
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+            },
+        }
+    }
+
+    /// Ends the term; whether the selector's release proved it had lasted.
+    async fn release(mut self) -> bool {
+        let _ = self.finish.send(());
+        matches!((&mut self.run.0).await, Ok(Ok(())))
+    }
 }
 
 impl Recipe {
@@ -105,14 +194,16 @@ impl Recipe {
         Ok(match plan.kind {
             Kind::Mutex => Recipe::Mutex(Mutex::new(session, &plan.path)?.with_data(plan.id.as_str())),
             Kind::Semaphore => {
-                let permits = u32::try_from(plan.kind.permits())?;
-                Recipe::Semaphore(Semaphore::new(session, &plan.path, permits)?.with_data(plan.id.as_str()))
+                Recipe::Semaphore(Semaphore::new(session, &plan.path, PERMITS)?.with_data(plan.id.as_str()))
             }
             Kind::Latch => Recipe::Latch(LeaderLatch::new(session, &plan.path, &plan.id)?),
+            Kind::RwLock => Recipe::RwLock(ReadWriteLock::new(session, &plan.path)?.with_data(plan.id.as_str())),
+            Kind::Selector => Recipe::Selector(LeaderSelector::new(session, &plan.path, &plan.id)?),
         })
     }
 
-    pub async fn acquire(&self) -> std::result::Result<Held, Error> {
+    /// Waits to hold; a read-write lock's read lock if `read`, else its write lock.
+    pub async fn acquire(&self, read: bool) -> std::result::Result<Held, Error> {
         Ok(match self {
             Recipe::Mutex(mutex) => Held::Lock(mutex.lock().await?),
             Recipe::Semaphore(semaphore) => Held::Lease(semaphore.acquire().await?),
@@ -121,6 +212,9 @@ impl Recipe {
                 let term = candidate.leadership().await?;
                 Held::Term(candidate, term)
             }
+            Recipe::RwLock(lock) if read => Held::Read(lock.read().await?),
+            Recipe::RwLock(lock) => Held::Write(lock.write().await?),
+            Recipe::Selector(selector) => Held::Selected(Selected::start(selector).await?),
         })
     }
 }
@@ -130,7 +224,25 @@ impl Held {
         match self {
             Held::Lock(guard) => guard.token(),
             Held::Lease(lease) => lease.token(),
-            Held::Term(_, term) => term.token(),
+            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => term.token(),
+            Held::Read(guard) => guard.token(),
+            Held::Write(guard) => guard.token(),
+        }
+    }
+
+    /// Whether it is a read lock, which other readers may hold at the same time.
+    pub fn reader(&self) -> bool {
+        matches!(self, Held::Read(_))
+    }
+
+    /// The contender nodes it holds with.
+    pub fn nodes(&self) -> Vec<String> {
+        match self {
+            Held::Lock(guard) => vec![guard.node().to_owned()],
+            Held::Lease(lease) => lease.nodes().map(str::to_owned).collect(),
+            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => vec![term.node().to_owned()],
+            Held::Read(guard) => vec![guard.node().to_owned()],
+            Held::Write(guard) => vec![guard.node().to_owned()],
         }
     }
 
@@ -138,7 +250,9 @@ impl Held {
         match self {
             Held::Lock(guard) => Box::pin(guard.lost()),
             Held::Lease(lease) => Box::pin(lease.lost()),
-            Held::Term(_, term) => Box::pin(term.lost()),
+            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => Box::pin(term.lost()),
+            Held::Read(guard) => Box::pin(guard.lost()),
+            Held::Write(guard) => Box::pin(guard.lost()),
         }
     }
 
@@ -151,8 +265,55 @@ impl Held {
             // a later term (or a follower) succeeds. This term must still be current, checked
             // before the step-down.
             Held::Term(candidate, term) => term.is_current() & candidate.close().await.is_ok(),
+            Held::Read(guard) => guard.release().await.is_ok(),
+            Held::Write(guard) => guard.release().await.is_ok(),
+            Held::Selected(selected) => selected.release().await,
         }
     }
+}
+
+/// Reads `held`'s nodes on the ZooKeeper session the attempt began in (`began_in`), right
+/// after the grant. Only a conclusive answer counts: a newer session would find the nodes of
+/// an expired one gone, and a recipe that noticed a loss may delete its node itself (a latch
+/// or selector steps down).
+async fn check_nodes(session: &Session, began_in: Option<zk::SessionId>, held: &Held) -> NodeCheck {
+    let Ok(client) = session.client().await else { return NodeCheck::Unknown };
+    if began_in != Some(client.session_id()) {
+        return NodeCheck::Unknown;
+    }
+    let mut gone = false;
+    for node in held.nodes() {
+        match client.check_stat(&node).await {
+            Ok(Some(_)) => {}
+            Ok(None) => gone = true,
+            Err(_) => return NodeCheck::Unknown,
+        }
+    }
+    if !gone {
+        return NodeCheck::Present;
+    }
+    if held.lost().now_or_never().is_some() {
+        return NodeCheck::Unknown;
+    }
+    // An answer on a session the server has just closed can show its nodes gone; a closed
+    // session answers nothing more.
+    match client.check_stat("/").await {
+        Ok(_) => NodeCheck::Gone,
+        Err(_) => NodeCheck::Unknown,
+    }
+}
+
+/// What every holder does first: checks its nodes, writes (the store learns of it so), enters.
+pub async fn begin(
+    held: &Held,
+    session: &Session,
+    began_in: Option<zk::SessionId>,
+    store: &mut StoreClient,
+) -> Result<()> {
+    let token = held.token();
+    let check = check_nodes(session, began_in, held).await;
+    store.grant(token, held.reader(), check, &held.nodes()).await?;
+    store.enter(token).await
 }
 
 /// The contender's loop, until `stop` turns true. Waits cut short by `stop` count as
@@ -161,13 +322,21 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut store = StoreClient::connect(plan.store, &plan.id).await?;
     let recipe = Recipe::new(session, plan)?;
+    let mut reported = None;
     while !*stop.borrow() && stop.has_changed().is_ok() {
+        let began_in = session.id();
+        // The fault driver finds a contender's connection by its session (`cons` lists them).
+        if let Some(id) = began_in.filter(|&id| reported != Some(id)) {
+            store.session(id.0).await?;
+            reported = Some(id);
+        }
+        let read = plan.kind == Kind::RwLock && rng.random_bool(READS);
         // One wait in five is abandoned: by a deadline, or by dropping the future.
         let cancel_after = rng.random_bool(0.2).then(|| Duration::from_millis(rng.random_range(0..400)));
         let attempt = async {
             match cancel_after {
-                Some(after) => tokio::time::timeout(after, recipe.acquire()).await.ok(),
-                None => Some(recipe.acquire().await),
+                Some(after) => tokio::time::timeout(after, recipe.acquire(read)).await.ok(),
+                None => Some(recipe.acquire(read).await),
             }
         };
         let outcome = tokio::select! {
@@ -180,7 +349,10 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
                 store.error(error_kind(&err)).await?;
                 tokio::time::sleep(Duration::from_millis(rng.random_range(50..250))).await;
             }
-            Some(Ok(held)) => hold(held, plan, &mut rng, &mut store).await?,
+            Some(Ok(held)) => {
+                begin(&held, session, began_in, &mut store).await?;
+                hold(held, plan, &mut rng, &mut store).await?;
+            }
         }
     }
     Ok(())
@@ -188,8 +360,6 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
 
 async fn hold(held: Held, plan: &Plan, rng: &mut StdRng, store: &mut StoreClient) -> Result<()> {
     let token = held.token();
-    store.write(token).await?;
-    store.enter(token).await?;
     let long = rng.random_bool(if plan.child { 0.5 } else { 0.1 });
     let time = Duration::from_millis(if long { rng.random_range(500..3000) } else { rng.random_range(0..40) });
     tokio::select! {
@@ -296,30 +466,37 @@ impl Contender {
         }
     }
 
-    /// Ends the loop and waits until the contender is idle, its session still open.
+    /// Tells the contender to end its loop ([`idle`](Contender::idle) waits for it).
     pub async fn stop(&mut self) -> Result<()> {
+        match &mut self.runner {
+            Runner::Task { stop, .. } => {
+                stop.send_replace(true);
+            }
+            Runner::Child { stdin, .. } => stdin.as_mut().ok_or("stdin closed")?.write_all(b"stop\n").await?,
+        }
+        Ok(())
+    }
+
+    /// Waits until the stopped contender is idle, its session still open.
+    pub async fn idle(&mut self) -> Result<()> {
         // A hold lasts at most 3 s, and a release or a cancelled wait gives up within a few
         // session timeouts: longer than this is a hang.
-        tokio::time::timeout(Duration::from_secs(60), self.stop_now())
+        tokio::time::timeout(Duration::from_secs(60), self.idle_now())
             .await
             .map_err(|_| format!("contender {} did not stop within 60 s", self.plan.id))?
     }
 
-    async fn stop_now(&mut self) -> Result<()> {
+    async fn idle_now(&mut self) -> Result<()> {
         match &mut self.runner {
-            Runner::Task { stop, task, session } => {
-                stop.send_replace(true);
+            Runner::Task { task, session, .. } => {
                 if let Some(task) = task.take() {
                     *session = Some(task.await??);
                 }
             }
-            Runner::Child { stdin, stdout, .. } => {
-                stdin.as_mut().ok_or("stdin closed")?.write_all(b"stop\n").await?;
-                match stdout.next_line().await? {
-                    Some(line) if line == "idle" => {}
-                    other => return Err(format!("contender {} answered {other:?} to stop", self.plan.id).into()),
-                }
-            }
+            Runner::Child { stdout, .. } => match stdout.next_line().await? {
+                Some(line) if line == "idle" => {}
+                other => return Err(format!("contender {} answered {other:?} to stop", self.plan.id).into()),
+            },
         }
         Ok(())
     }

@@ -2,19 +2,18 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rand::RngExt;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::watch;
 use zk_recipes::testing::{Fault, TestingCluster};
-
-use futures_util::FutureExt;
 use zk_recipes::{FencingToken, Session};
 
-use crate::contender::{Contender, Held, Kind, Plan, Recipe};
-use crate::store::Store;
-use crate::store::{Holding, StoreClient};
-use crate::{Result, SYNC_LIMIT};
+use crate::contender::{self, Contender, Held, Kind, Plan, Recipe};
+use crate::store::{Holding, Store, StoreClient};
+use crate::{Result, SYNC_LIMIT, TICK, operator};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -31,15 +30,20 @@ pub enum Scenario {
     Partitions,
     /// Connections reset at random.
     ConnectionResets,
+    /// A member cut off from the other members (both ways, silently) while contenders steered
+    /// to it hold and wait there: a follower or the leader, healed before anyone notices or
+    /// after the sessions it served expired.
+    MemberIsolation,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::LeaderKills,
         Scenario::QuorumLoss,
         Scenario::PausedHolder,
         Scenario::Partitions,
         Scenario::ConnectionResets,
+        Scenario::MemberIsolation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,9 +53,39 @@ impl Scenario {
             Scenario::PausedHolder => "paused-holder",
             Scenario::Partitions => "partitions",
             Scenario::ConnectionResets => "connection-resets",
+            Scenario::MemberIsolation => "member-isolation",
         }
     }
 }
+
+/// Which member is cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Follower,
+    Leader,
+}
+
+/// When an isolated member is healed, as its clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heal {
+    /// Before anyone notices: before the member's syncLimit × tickTime without a word from the
+    /// others (then it closes its client connections) and before the session timeout (then
+    /// the others' leader expires the sessions it no longer hears of). Writes and syncs on it
+    /// stall meanwhile; its sessions survive.
+    Before,
+    /// Once the member has stopped serving and the others have a leader, and a session
+    /// timeout (and ticks for rounding, and slack) later: every session it served has expired.
+    After,
+}
+
+/// The isolations in turn, from the start of a random pair: each pair cuts off a follower and
+/// the leader, and heals before and after; the two pairs make every combination.
+const ISOLATIONS: [(Role, Heal); 4] = [
+    (Role::Follower, Heal::Before),
+    (Role::Leader, Heal::After),
+    (Role::Follower, Heal::After),
+    (Role::Leader, Heal::Before),
+];
 
 /// What the faults act on.
 pub struct Target<'a> {
@@ -68,14 +102,37 @@ impl Target<'_> {
         &self.stores.iter().find(|(k, _)| *k == kind).expect("a store per kind").1
     }
 
-    fn path(&self, kind: Kind) -> &str {
+    pub fn path(&self, kind: Kind) -> &str {
         &self.contenders.iter().find(|c| c.plan.kind == kind).expect("contenders of every kind").plan.path
     }
 }
 
-/// Injects the scenario's faults until `until` (a quorum loss runs at least once), and returns
-/// how many it injected and the violations seen while they lasted.
+/// Injects the scenario's faults until `until` (a quorum loss runs at least once, an isolation
+/// twice), with the operator deleting contender nodes meanwhile — except through a quorum loss,
+/// whose holders must hold through it. Returns how many faults it injected and the violations
+/// seen while they lasted.
 pub async fn inject(
+    scenario: Scenario,
+    target: &Target<'_>,
+    until: Instant,
+    rng: &mut StdRng,
+) -> Result<(u64, Vec<String>)> {
+    let (done, deleting) = watch::channel(scenario == Scenario::QuorumLoss);
+    let mut operator_rng = StdRng::seed_from_u64(rng.random());
+    let faults = async {
+        let injected = faults(scenario, target, until, rng).await;
+        done.send_replace(true);
+        injected
+    };
+    let (injected, ()) = tokio::join!(faults, operator::run(target, OPERATOR_PACE, &mut operator_rng, deleting));
+    injected
+}
+
+/// How often the operator deletes a node, in milliseconds.
+const OPERATOR_PACE: std::ops::Range<u64> = 100..600;
+
+/// The scenario's own faults, as [`inject`] describes them.
+async fn faults(
     scenario: Scenario,
     target: &Target<'_>,
     until: Instant,
@@ -142,8 +199,8 @@ pub async fn inject(
                     let ledger = store.ledger();
                     ledger.holders().find(|h| h.contender == contender.plan.id).map(|h| h.token)
                 };
-                // Resume once its session expired and successors hold with larger tokens, so
-                // that its next write is stale; give up waiting after a while.
+                // Resume once its session expired and successors hold that exclude it, so that
+                // its next write is stale; give up waiting after a while.
                 let give_up = Instant::now() + 3 * st + Duration::from_secs(10);
                 while Instant::now() < give_up && !superseded(target, contender, token).await? {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -208,15 +265,122 @@ pub async fn inject(
                 faults += 1;
             }
         }
+        Scenario::MemberIsolation => {
+            let first = 2 * rng.random_range(0..ISOLATIONS.len() / 2);
+            for i in 0.. {
+                if i >= 2 && Instant::now() >= until {
+                    break;
+                }
+                let (role, heal) = ISOLATIONS[(first + i) % ISOLATIONS.len()];
+                let leader = leader(target.cluster).await?;
+                let member = match role {
+                    Role::Leader => leader,
+                    Role::Follower => (leader + rng.random_range(1..3)) % 3,
+                };
+                let steered = steer(target, member, rng).await;
+                target.cluster.isolate(member)?;
+                faults += 1;
+                match heal {
+                    // Well before either (see `Heal::Before`).
+                    Heal::Before => tokio::time::sleep(SYNC_LIMIT.min(st) / 2).await,
+                    Heal::After => {
+                        let deadline = Instant::now() + ELECTION_BOUND;
+                        while target.cluster.mode(member).await.is_some()
+                            || target.cluster.leader().await.is_none_or(|l| l == member)
+                        {
+                            if Instant::now() > deadline {
+                                return Err(format!(
+                                    "member {member} isolated: no leader elsewhere within {ELECTION_BOUND:?}"
+                                )
+                                .into());
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        // From now on at the latest, the others' leader hears nothing of the
+                        // member's sessions: a session timeout later (and two ticks, as
+                        // sessions expire on tick boundaries, and slack) every one expired.
+                        tokio::time::sleep(st + 2 * TICK + Duration::from_secs(1)).await;
+                    }
+                }
+                target.cluster.heal(member)?;
+                serving(target.cluster, member).await?;
+                for &i in &steered {
+                    target.contenders[i].link.set_fault(Fault::Pass);
+                }
+                sleep(500..1500, rng).await;
+            }
+        }
     }
     Ok((faults, violations))
 }
 
-/// Undoes whatever is still broken: every link passes, every member runs.
+/// How long a partitioned ensemble may take to notice and elect a leader among the others, or
+/// a healed member to serve again: generous, for a loaded machine.
+const ELECTION_BOUND: Duration = Duration::from_secs(60);
+/// How long steered contenders may take to connect to their member: the client tries the
+/// refused members and moves on at once, or, if its session expired meanwhile, establishes a
+/// new one (a few session timeouts at worst).
+const STEER_BOUND: Duration = Duration::from_secs(20);
+
+/// Steers, for every recipe, a contender that holds now (if one does) and one other to reach
+/// only `member` — the others refuse them and their connections are reset — and waits until
+/// each one's session is connected there (as the member's `cons` lists it). Returns their
+/// indices. A contender still not there by the bound is left to connect when it can.
+async fn steer(target: &Target<'_>, member: usize, rng: &mut StdRng) -> Vec<usize> {
+    let holding = holders(target, |_| true);
+    let mut steered = Vec::new();
+    for kind in Kind::ALL {
+        let mut of_kind: Vec<usize> =
+            (0..target.contenders.len()).filter(|&i| target.contenders[i].plan.kind == kind).collect();
+        let holders: Vec<usize> = of_kind.iter().copied().filter(|i| holding.contains(i)).collect();
+        if !holders.is_empty() {
+            let chosen = holders[rng.random_range(0..holders.len())];
+            steered.push(chosen);
+            of_kind.retain(|&i| i != chosen);
+        }
+        steered.push(of_kind[rng.random_range(0..of_kind.len())]);
+    }
+    for &i in &steered {
+        let link = &target.contenders[i].link;
+        for m in 0..target.cluster.size() {
+            link.set_member_fault(m, if m == member { Fault::Pass } else { Fault::Refuse });
+        }
+        link.reset_connections();
+    }
+    let deadline = Instant::now() + STEER_BOUND;
+    while Instant::now() < deadline {
+        let connections = target.cluster.four_letter(member, "cons").await.unwrap_or_default();
+        let there = |i: &usize| {
+            let contender = &target.contenders[*i];
+            let session = target.store(contender.plan.kind).ledger().session(&contender.plan.id);
+            session.is_some_and(|id| connections.contains(&format!("sid={id:#x},")))
+        };
+        if steered.iter().all(there) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    steered
+}
+
+/// Waits until `member` serves clients again.
+async fn serving(cluster: &TestingCluster, member: usize) -> Result<()> {
+    let deadline = Instant::now() + ELECTION_BOUND;
+    while cluster.mode(member).await.is_none() {
+        if Instant::now() > deadline {
+            return Err(format!("member {member} does not serve {ELECTION_BOUND:?} after healing").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Undoes whatever is still broken: every link passes, between members too, every member runs.
 pub async fn heal(target: &Target<'_>) -> Result<()> {
     for contender in target.contenders {
         contender.link.set_fault(Fault::Pass);
     }
+    target.cluster.heal_all()?;
     for member in 0..target.cluster.size() {
         if target.cluster.pid(member).await.is_none() {
             target.cluster.restart(member).await?;
@@ -266,10 +430,10 @@ impl Sentinels {
                 child: false,
             };
             let recipe = Recipe::new(&session, &plan)?;
-            let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire()).await??;
+            let began_in = session.id();
+            let holding = tokio::time::timeout(Duration::from_secs(60), recipe.acquire(false)).await??;
             let mut client = StoreClient::connect(store.address, &plan.id).await?;
-            client.write(holding.token()).await?;
-            client.enter(holding.token()).await?;
+            contender::begin(&holding, &session, began_in, &mut client).await?;
             held.push((*kind, holding, client));
         }
         Ok(Self { held, _session: session })
@@ -345,8 +509,8 @@ fn holder(target: &Target<'_>, rng: &mut StdRng) -> Option<usize> {
     (!holders.is_empty()).then(|| holders[rng.random_range(0..holders.len())])
 }
 
-/// Whether the frozen `contender`'s nodes are gone (its session expired) and as many holders
-/// as there are permits entered with tokens larger than its `token`.
+/// Whether the frozen `contender`'s nodes are gone (its session expired, or the operator
+/// deleted them) and successors hold that exclude its holding with `token`.
 async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<FencingToken>) -> Result<bool> {
     let snapshot = zk_recipes::inspect(target.observer, &contender.plan.path).await?;
     let id = contender.plan.id.as_bytes();
@@ -356,7 +520,11 @@ async fn superseded(target: &Target<'_>, contender: &Contender, token: Option<Fe
     let Some(token) = token else { return Ok(true) };
     let store = target.store(contender.plan.kind);
     let ledger = store.ledger();
-    Ok(ledger.holders().filter(|h| h.token > token).count() >= ledger.permits)
+    Ok(ledger
+        .holdings
+        .iter()
+        .find(|h| h.contender == contender.plan.id && h.token == token)
+        .is_none_or(|h| ledger.displaced(h)))
 }
 
 /// A frozen process, let go again when dropped, whatever happens in between.

@@ -1,12 +1,13 @@
-//! `make chaos`: mutual exclusion and fencing under server loss, partitions, client pauses,
-//! connection resets and cancelled waits, on a real 3-node ZooKeeper ensemble.
+//! `make chaos`: mutual exclusion and fencing under server loss, partitions (of clients, and
+//! of members from each other), client pauses, connection resets, an operator deleting
+//! contender nodes and cancelled waits, on a real 3-node ZooKeeper ensemble.
 //!
-//! Every scenario runs a mutex, a 2-permit semaphore and a leader latch at once, 5 contenders
-//! each on sessions of their own (2 of each in child processes, so that they can be frozen),
-//! every one through its own fault-injecting proxies. Contenders write to a token-checking
-//! store (see `store.rs`) and report what they believed. After the faults heal, every
-//! contender must acquire again; then all stop, and no contender node may be left, neither
-//! while their sessions are still open nor after they closed.
+//! Every scenario runs a mutex, a 2-permit semaphore, a leader latch, a read-write lock and a
+//! leader selector at once, 5 contenders each on sessions of their own (2 of each in child
+//! processes, so that they can be frozen), every one through its own fault-injecting proxies.
+//! Contenders write to a token-checking store (see `store.rs`) and report what they believed.
+//! After the faults heal, every contender must acquire again; then all stop, and no contender
+//! node may be left, neither while their sessions are still open nor after they closed.
 //!
 //! ```text
 //! cargo run --release --example chaos -- [--seed N] [--duration 10m] [--scenario-time 20s] [--only NAME]
@@ -18,6 +19,7 @@
 
 mod contender;
 mod faults;
+mod operator;
 mod store;
 
 use std::time::{Duration, Instant};
@@ -35,9 +37,12 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 /// The contenders' session timeout: short, so that expiries happen often.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
-/// The ensemble's `syncLimit` (in ticks of 500 ms): how long a leader serves without a quorum.
+/// The ensemble's `tickTime` (the harness's default, set since the timing below rests on it).
+const TICK: Duration = Duration::from_millis(500);
+/// The ensemble's `syncLimit` (in ticks): how long a leader serves without a quorum, and a
+/// follower without hearing from its leader.
 const SYNC_LIMIT_TICKS: u32 = 4;
-const SYNC_LIMIT: Duration = Duration::from_millis(500 * SYNC_LIMIT_TICKS as u64);
+const SYNC_LIMIT: Duration = TICK.saturating_mul(SYNC_LIMIT_TICKS);
 const CONTENDERS: usize = 5;
 const CHILDREN: usize = 2;
 /// How long every contender has to acquire again once the faults are healed.
@@ -102,7 +107,13 @@ async fn main() -> Result<()> {
         "chaos: seed {} (rerun with --seed {0}), duration {:?}, {:?} of faults per scenario",
         options.seed, options.duration, options.scenario_time
     );
-    let cluster = TestingCluster::builder().size(3).setting("syncLimit", &SYNC_LIMIT_TICKS.to_string()).start().await?;
+    let cluster = TestingCluster::builder()
+        .size(3)
+        .setting("tickTime", &TICK.as_millis().to_string())
+        .setting("syncLimit", &SYNC_LIMIT_TICKS.to_string())
+        .partitionable()
+        .start()
+        .await?;
     let observer = Session::connect(&cluster.connect_string()).await?;
     let scenarios: Vec<Scenario> = Scenario::ALL.into_iter().filter(|s| options.only.is_none_or(|o| o == *s)).collect();
 
@@ -144,13 +155,15 @@ impl Row {
     fn line(&self) -> String {
         let c = &self.counts;
         format!(
-            "{:<18} round {:<3} faults {:>4}  acquisitions {:>5}  cancelled {:>4}  errors {:>4}  stale-attempted {:>3}  stale-rejected {:>3}  window-refusals {:>2}  recovery {:>5.1}s  violations {}",
+            "{:<18} round {:<3} faults {:>4}  acquisitions {:>5}  cancelled {:>4}  errors {:>4}  deletes {:>3}  waiting-deletes {:>3}  stale-attempted {:>3}  stale-rejected {:>3}  window-refusals {:>2}  recovery {:>5.1}s  violations {}",
             self.scenario.name(),
             self.round,
             self.faults,
             c.acquisitions,
             c.cancellations,
             c.errors.values().sum::<u64>(),
+            c.deletes,
+            c.waiting_deletes,
             c.stale_rejected + c.stale_accepted,
             c.stale_rejected,
             c.window_refusals,
@@ -172,6 +185,8 @@ fn summary(rows: &[Row], elapsed: Duration) {
     println!("  writes accepted:        {}", total.writes_accepted);
     println!("  waits cancelled:        {}", total.cancellations);
     println!("  acquire errors:         {:?}", total.errors);
+    println!("  operator deletes:       {} ({} of waiting nodes)", total.deletes, total.waiting_deletes);
+    println!("  deleted at the grant:   {}", total.gone_at_grant);
     println!("  stale writes attempted: {}", total.stale_rejected + total.stale_accepted);
     println!("  stale writes rejected:  {}", total.stale_rejected);
     println!("  stale writes accepted:  {}", total.stale_accepted);
@@ -192,7 +207,7 @@ async fn run_scenario(
     let mut stores = Vec::new();
     let mut contenders = Vec::new();
     for kind in Kind::ALL {
-        let store = Store::start(kind.permits()).await?;
+        let store = Store::start(kind.rule()).await?;
         for i in 0..CONTENDERS {
             let child = i >= CONTENDERS - CHILDREN;
             let plan = Plan {
@@ -215,8 +230,12 @@ async fn run_scenario(
     let healed = Instant::now();
     let recovery = recover(&target, healed, &mut violations).await;
 
+    // Told all at once, they wind down together rather than one hold after another.
     for contender in &mut contenders {
         contender.stop().await?;
+    }
+    for contender in &mut contenders {
+        contender.idle().await?;
     }
     // Every contender is idle with its session open: a node left now is an orphan.
     let paths: Vec<String> = Kind::ALL.iter().map(|&k| recipe_path(scenario, round, k)).collect();
