@@ -714,8 +714,7 @@ impl<'s> Attempt<'s> {
         let strays = std::mem::take(&mut self.resent)
             .then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
         let mut holding = Holding::new(self.session.clone(), self.generation, node, token, self.label, strays);
-        // A refused watch is not passed on: the holding's own attempt fails closed.
-        let own = self.own_watch.take().filter(|_| !self.own_refused);
+        let own = self.own_watch.take();
         if self.watch_holding {
             holding.watch(own)
         } else {
