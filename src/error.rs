@@ -190,9 +190,10 @@ pub enum LossReason {
     SessionClosed,
     /// Someone else deleted the holder's node.
     NodeDeleted,
-    /// The connection has been silent for so long that the server may already have expired the
-    /// session: the session timeout has passed since the send time of the last request the
-    /// server answered. The node may still exist, but holding can no longer be proven.
+    /// The ZooKeeper leader may already have expired the session: the proof of liveness ran out
+    /// (the connection was silent, or its server could not reach the leader, for too long; see
+    /// `recipes/mutex.md`, "Knowing when the lock is lost"). The node may still exist, but
+    /// holding can no longer be proven.
     Unconfirmed,
     /// The server refused to watch the holder's node (it lacks READ permission for this
     /// session): a deletion of it would go unnoticed, so holding can no longer be proven.
@@ -210,7 +211,9 @@ impl fmt::Display for LossReason {
             Self::SessionExpired => "the ZooKeeper session expired",
             Self::SessionClosed => "the session was closed",
             Self::NodeDeleted => "the node was deleted by someone else",
-            Self::Unconfirmed => "the server may have expired the session: no answer within the session timeout",
+            Self::Unconfirmed => {
+                "the server may have expired the session: nothing the leader answered proves it alive any more"
+            }
             Self::Unwatchable => {
                 "the server refused to watch the holder's node (does its ACL grant this session READ?), so its deletion would go unnoticed"
             }
