@@ -330,6 +330,8 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
             store.session(id.0).await?;
             reported = Some(id);
         }
+        // Answered before the attempt begins: what came after another holder left (store.rs).
+        store.start().await?;
         let read = plan.kind == Kind::RwLock && rng.random_bool(READS);
         // One wait in five is abandoned: by a deadline, or by dropping the future.
         let cancel_after = rng.random_bool(0.2).then(|| Duration::from_millis(rng.random_range(0..400)));

@@ -101,6 +101,9 @@ pub struct Holding {
     /// The contender nodes it was granted with.
     pub nodes: Vec<String>,
     pub check: Option<NodeCheck>,
+    /// When the attempt that led to it began: the store answered its `START` before the
+    /// contender began to acquire.
+    pub started: Option<Instant>,
     pub entered: Option<Instant>,
     pub doubted: Option<Instant>,
     pub exited: Option<Instant>,
@@ -185,6 +188,8 @@ pub struct Ledger {
     deletions: HashMap<String, Deletion>,
     /// Each contender's ZooKeeper session, as it last said.
     sessions: HashMap<String, i64>,
+    /// When each contender's latest attempt began.
+    starts: HashMap<String, Instant>,
     pub counts: Counts,
     pub violations: Vec<String>,
 }
@@ -201,6 +206,7 @@ impl Ledger {
             accepted: 0,
             deletions: HashMap::new(),
             sessions: HashMap::new(),
+            starts: HashMap::new(),
             counts: Counts::default(),
             violations: Vec::new(),
         }
@@ -216,6 +222,7 @@ impl Ledger {
                 reader: false,
                 nodes: Vec::new(),
                 check: None,
+                started: None,
                 entered: None,
                 doubted: None,
                 exited: None,
@@ -283,7 +290,9 @@ impl Ledger {
     }
 
     fn grant(&mut self, contender: &str, token: FencingToken, reader: bool, check: NodeCheck, nodes: &str) -> bool {
+        let started = self.starts.get(contender).copied();
         let holding = self.holding(contender, token);
+        holding.started = started;
         holding.reader = reader;
         holding.check = Some(check);
         holding.nodes = nodes.split(',').map(str::to_owned).collect();
@@ -356,8 +365,16 @@ impl Ledger {
         let healthy: Vec<&Holding> = self.holdings.iter().filter(|h| h.healthy == Some(true)).collect();
         for a in &healthy {
             let ordered = healthy.iter().filter(|b| !(rule == Rule::ReadWrite && a.reader && b.reader));
-            for b in ordered.filter(|b| b.entered > a.exited && b.token <= a.token) {
-                self.violations.push(format!("token out of order: {} entered after {} had left", b.name(), a.name()));
+            // Who came after whom. One holder at a time (or a writer among readers): b can
+            // only hold once a released, which a does after its EXIT was answered, so b's ENTER
+            // comes after. Several permits: b may hold beside a, granted before it yet slow to
+            // say so, so only b's attempt beginning after a left proves b came after.
+            let after = |b: &&&Holding| match rule {
+                Rule::Permits(_) => b.started.is_some() && b.started > a.exited,
+                Rule::Exclusive | Rule::ReadWrite => b.entered > a.exited,
+            };
+            for b in ordered.filter(after).filter(|b| b.token <= a.token) {
+                self.violations.push(format!("token out of order: {} came after {} had left", b.name(), a.name()));
             }
             // A holder that excludes `a` was granted only once `a`'s node was gone, after all
             // of `a`'s writes — unless `a` was not healthy after all.
@@ -495,6 +512,9 @@ fn handle(ledger: &mut Ledger, line: &str) -> Option<String> {
         ["SESSION", c, id] => {
             ledger.sessions.insert((*c).to_owned(), id.parse().ok()?);
         }
+        ["START", c] => {
+            ledger.starts.insert((*c).to_owned(), Instant::now());
+        }
         ["CANCEL", _] => ledger.counts.cancellations += 1,
         ["ERROR", _, kind] => *ledger.counts.errors.entry((*kind).to_owned()).or_default() += 1,
         _ => return None,
@@ -542,6 +562,11 @@ impl StoreClient {
     /// Writes to the protected resource; whether the store accepted it.
     pub async fn write(&mut self, token: FencingToken) -> Result<bool> {
         Ok(self.ask("WRITE", &token.to_string()).await? == "ACCEPT")
+    }
+
+    /// An attempt to acquire begins (answered before it does).
+    pub async fn start(&mut self) -> Result<()> {
+        self.ask("START", "").await.map(drop)
     }
 
     pub async fn enter(&mut self, token: FencingToken) -> Result<()> {
