@@ -95,6 +95,32 @@ async fn unreachable_servers_fail_within_the_connect_timeout() {
 }
 
 #[tokio::test]
+async fn a_connect_rides_out_an_outage_longer_than_the_session_timeout() {
+    let cluster = standalone().await;
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    proxy.set_fault(Fault::Refuse);
+    let session_timeout = Duration::from_secs(2);
+    let servers = proxy.address().to_string();
+    let connect = tokio::spawn(async move {
+        Session::builder()
+            .session_timeout(session_timeout)
+            .connect_timeout(Duration::from_secs(60))
+            .connect(&servers)
+            .await
+    });
+    // Refused for twice the session timeout: `zookeeper-client` alone gives up after one.
+    tokio::time::sleep(2 * session_timeout).await;
+    assert!(
+        !connect.is_finished(),
+        "the connect gave up before its connect timeout: {:?}",
+        connect.await.unwrap().err()
+    );
+    proxy.set_fault(Fault::Pass);
+    let session = connect.await.unwrap().expect("a session once the server answers");
+    assert_eq!(session.state(), SessionState::Connected);
+}
+
+#[tokio::test]
 async fn missing_permission_is_a_typed_error_and_leaves_nothing() {
     let cluster = standalone().await;
     let connect = cluster.connect_string();

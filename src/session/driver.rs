@@ -27,21 +27,45 @@ pub(super) struct ConnectConfig {
     pub(super) acls: Vec<zk::Acl>,
 }
 
+/// The pause before trying to establish a session again after a round of every server failed.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 impl ConnectConfig {
     /// Establishes a new ZooKeeper session, within the connect timeout.
     pub(super) async fn connect(&self) -> Result<zk::Client, Error> {
-        let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
-        if let Some((user, password)) = &self.digest {
-            connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
-        }
+        // No deadline at all for a connect timeout beyond the clock's range.
+        let deadline = tokio::time::Instant::now().checked_add(self.connect_timeout);
         let unreachable = || Error::Unreachable { servers: self.servers.clone(), timeout: self.connect_timeout };
-        match tokio::time::timeout(self.connect_timeout, connector.connect(&self.servers)).await {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(zk::Error::BadArguments(reason))) => {
-                Err(Error::InvalidServers { servers: self.servers.clone(), reason: reason.to_string() })
+        loop {
+            let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
+            if let Some((user, password)) = &self.digest {
+                connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
             }
-            Ok(Err(zk::Error::Timeout | zk::Error::NoHosts | zk::Error::ConnectionLoss)) | Err(_) => Err(unreachable()),
-            Ok(Err(err)) => Err(Error::zk("/", err)),
+            let attempt = connector.connect(&self.servers);
+            let answer = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, attempt).await,
+                None => Ok(attempt.await),
+            };
+            match answer {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(zk::Error::BadArguments(reason))) => {
+                    return Err(Error::InvalidServers { servers: self.servers.clone(), reason: reason.to_string() });
+                }
+                // `zookeeper-client` stops trying after one session timeout, which may be
+                // shorter than the connect timeout promised here: an outage of a few seconds
+                // must not fail a connect with a short session timeout. Paused between rounds
+                // so that servers that fail fast are not stormed.
+                Ok(Err(zk::Error::Timeout | zk::Error::NoHosts | zk::Error::ConnectionLoss)) => {
+                    let pause = tokio::time::Instant::now() + RETRY_PAUSE;
+                    if let Some(deadline) = deadline.filter(|&deadline| pause >= deadline) {
+                        tokio::time::sleep_until(deadline).await;
+                        return Err(unreachable());
+                    }
+                    tokio::time::sleep_until(pause).await;
+                }
+                Err(_) => return Err(unreachable()),
+                Ok(Err(err)) => return Err(Error::zk("/", err)),
+            }
         }
     }
 
