@@ -44,6 +44,9 @@ pub enum Kind {
 const PERMITS: u32 = 2;
 /// The odds that a read-write lock contender's next acquisition is a read.
 const READS: f64 = 0.6;
+/// How long a child contender may take to start and connect: its own connect gives up well
+/// before (and says why), so this bounds only a child that hangs.
+const CONNECT_BOUND: Duration = Duration::from_secs(60);
 
 impl Kind {
     pub const ALL: [Kind; 5] = [Kind::Mutex, Kind::Semaphore, Kind::Latch, Kind::RwLock, Kind::Selector];
@@ -390,6 +393,10 @@ fn error_kind(err: &Error) -> &'static str {
 /// its session when stdin ends.
 pub async fn child(plan: Plan, connect: String) -> Result<()> {
     let session = Session::builder().session_timeout(plan.session_timeout).connect(&connect).await?;
+    let mut stdout = tokio::io::stdout();
+    // Faults start once every contender is connected (see `Contender::start`).
+    stdout.write_all(b"connected\n").await?;
+    stdout.flush().await?;
     let (stop, stopped) = watch::channel(false);
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     {
@@ -403,7 +410,6 @@ pub async fn child(plan: Plan, connect: String) -> Result<()> {
             }
         }
     }
-    let mut stdout = tokio::io::stdout();
     stdout.write_all(b"idle\n").await?;
     stdout.flush().await?;
     while stdin.next_line().await.ok().flatten().is_some() {}
@@ -442,7 +448,14 @@ impl Contender {
             }
             let mut child = command.spawn()?;
             let stdin = child.stdin.take();
-            let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+            let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+            // A fault injected while its first connect is under way would end it with
+            // `Unreachable` before it ever contended: wait until it is connected, as a task
+            // contender's `connect` below is awaited too.
+            match tokio::time::timeout(CONNECT_BOUND, stdout.next_line()).await {
+                Ok(Ok(Some(line))) if line == "connected" => {}
+                other => return Err(format!("contender {} did not connect: {other:?}", plan.id).into()),
+            }
             Runner::Child { child: Box::new(child), stdin, stdout }
         } else {
             let session =
