@@ -209,24 +209,50 @@ pub(super) async fn four_letter(address: SocketAddr, command: &str) -> std::io::
         .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")))
 }
 
-/// A loopback port that is free now and not handed out before by this process, taken
-/// outside the kernel's range for outgoing connections (32768 and up on Linux), so that the
-/// many client connections of a test cannot take it before the server binds it.
+/// A loopback port that is free now and reserved for this process, taken outside the kernel's
+/// range for outgoing connections (32768 and up on Linux), so that the many client connections
+/// of a test cannot take it before the server binds it.
+///
+/// Test runners such as nextest run every test in a process of its own, and a server binds its
+/// port only once its JVM has started (a second or more on a busy machine): two processes that
+/// both found a port free could hand it to two servers, and one of them would fail with
+/// `BindException`. So each port handed out is reserved by a lock on a file named after it,
+/// which this process holds until it exits (the kernel releases it however the process ends).
 fn free_port() -> Result<u16, HarnessError> {
-    use std::collections::HashSet;
+    use std::collections::BTreeMap;
     use std::hash::{BuildHasher, RandomState};
     use std::sync::Mutex;
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    static RESERVED: Mutex<BTreeMap<u16, fs::File>> = Mutex::new(BTreeMap::new());
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = port_locks();
+    fs::create_dir_all(&dir).map_err(|e| HarnessError::io("creating the port reservation directory", e))?;
     for _ in 0..1000 {
         let port = 20_000 + (RandomState::new().hash_one(0u8) % 12_000) as u16;
-        if !handed_out.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            handed_out.insert(port);
+        if reserved.contains_key(&port) {
+            continue;
+        }
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .map_err(|e| HarnessError::io("opening a port reservation", e))?;
+        // Held by another process: its server has this port, or is about to bind it.
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            reserved.insert(port, lock);
             return Ok(port);
         }
     }
     Err(HarnessError::io("finding a free port", std::io::ErrorKind::AddrInUse.into()))
+}
+
+/// Where the port reservations of [`free_port`] live: one directory for every process on
+/// this machine.
+fn port_locks() -> PathBuf {
+    std::env::temp_dir().join("zk-recipes-testing-ports")
 }
 
 /// Whether every thread of the process is stopped by a signal (state `T` in
@@ -237,4 +263,23 @@ pub(super) fn is_stopped(pid: u32) -> bool {
         std::fs::read_to_string(thread.path().join("stat"))
             .is_ok_and(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with(['T', 't']))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_handed_out_is_reserved_against_other_processes() {
+        let port = free_port().unwrap();
+        // Another process, as a second test process of a runner would be, cannot take it.
+        let other = Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "75"])
+            .arg(port_locks().join(port.to_string()))
+            .arg("true")
+            .status()
+            .expect("flock(1) from util-linux");
+        assert_eq!(other.code(), Some(75), "another process could reserve port {port}");
+        assert_ne!(free_port().unwrap(), port, "nor is it handed out twice here");
+    }
 }
