@@ -26,15 +26,32 @@ pub enum Kind {
     Lease,
 }
 
-const MARKERS: [(&str, Kind); 7] = [
-    ("lock-", Kind::Lock),
-    ("__lock__", Kind::KazooLock),
-    ("__rlock__", Kind::KazooRead),
-    ("__READ__", Kind::Read),
-    ("__WRIT__", Kind::Write),
-    ("latch-", Kind::Latch),
-    ("lease-", Kind::Lease),
-];
+impl Kind {
+    /// Every kind, to match a child name against their markers.
+    const ALL: [Kind; 7] =
+        [Kind::Lock, Kind::KazooLock, Kind::KazooRead, Kind::Read, Kind::Write, Kind::Latch, Kind::Lease];
+
+    /// The name in front of the sequence suffix of a node of this kind; the one place each is
+    /// spelled out.
+    pub(crate) fn marker(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock-",
+            Kind::KazooLock => "__lock__",
+            Kind::KazooRead => "__rlock__",
+            Kind::Read => "__READ__",
+            Kind::Write => "__WRIT__",
+            Kind::Latch => "latch-",
+            Kind::Lease => "lease-",
+        }
+    }
+
+    /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
+    /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
+    /// recipe's node can delay readers but never let one in beside a writer.
+    pub(crate) fn is_writer(self) -> bool {
+        !matches!(self, Kind::Read | Kind::KazooRead)
+    }
+}
 
 /// One contender node of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +74,7 @@ pub(crate) enum Parsed<'a> {
 /// Parses a child name: a known marker followed by the server's `%010d` rendering of a signed
 /// 32-bit counter (`0000000042`, or after wrapping `-2147483648` or `-000000001`).
 pub(crate) fn parse(name: &str) -> Parsed<'_> {
-    let has_marker = |stem: &str| MARKERS.iter().find(|(marker, _)| stem.ends_with(marker)).map(|&(_, kind)| kind);
+    let has_marker = |stem: &str| Kind::ALL.into_iter().find(|kind| stem.ends_with(kind.marker()));
     for negative_len in [11, 10] {
         if let Some(stem) = strip_negative(name, negative_len)
             && has_marker(stem).is_some()
@@ -201,15 +218,6 @@ impl Rule {
     }
 }
 
-impl Kind {
-    /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
-    /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
-    /// recipe's node can delay readers but never let one in beside a writer.
-    pub(crate) fn is_writer(self) -> bool {
-        !matches!(self, Kind::Read | Kind::KazooRead)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +354,7 @@ mod tests {
     }
 
     fn marker() -> impl Strategy<Value = (&'static str, Kind)> {
-        prop::sample::select(MARKERS.to_vec())
+        prop::sample::select(Kind::ALL.map(|kind| (kind.marker(), kind)).to_vec())
     }
 
     fn prefix() -> impl Strategy<Value = String> {
