@@ -15,17 +15,6 @@ use std::time::Duration;
 
 use crate::error::LossReason;
 
-/// The `recipe` label of a recipe's contenders, by the Curator marker of its nodes.
-pub(crate) fn label(marker: &str) -> &'static str {
-    match marker {
-        "__READ__" => "read",
-        "__WRIT__" => "write",
-        "latch-" => "latch",
-        "lease-" => "lease",
-        _ => "lock",
-    }
-}
-
 /// An acquisition ended after `waited`; `outcome` is one of the documented labels.
 pub(crate) fn acquisition(recipe: &'static str, outcome: &'static str, waited: Duration) {
     #[cfg(feature = "metrics")]

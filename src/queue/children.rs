@@ -38,6 +38,7 @@ impl Kind {
             Kind::Lock => "lock-",
             Kind::KazooLock => "__lock__",
             Kind::KazooRead => "__rlock__",
+            // Curator's reader and writer markers have one length, so that names sort alike.
             Kind::Read => "__READ__",
             Kind::Write => "__WRIT__",
             Kind::Latch => "latch-",
@@ -50,6 +51,13 @@ impl Kind {
     /// recipe's node can delay readers but never let one in beside a writer.
     pub(crate) fn is_writer(self) -> bool {
         !matches!(self, Kind::Read | Kind::KazooRead)
+    }
+
+    /// The rule a node of this kind waits by in a lock's directory: a reader's, or else the
+    /// exclusive one. A semaphore's leases wait by [`Rule::Leases`] instead, whose permits only
+    /// the recipe knows (see `Role::rule`).
+    pub(crate) fn rule(self) -> Rule {
+        if self.is_writer() { Rule::Exclusive } else { Rule::Reader }
     }
 }
 
