@@ -150,6 +150,18 @@ impl<'a> Queue<'a> {
     pub(crate) fn contenders(&self) -> &[Contender<'a>] {
         &self.contenders
     }
+
+    /// Leaves out the contenders that `keep` rejects, visiting them in queue order.
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&Contender<'a>) -> bool) {
+        self.contenders.retain(keep);
+    }
+
+    /// Whether each contender, in queue order, holds now by the rule of its node's kind: what
+    /// an onlooker can tell of a lock's directory without knowing who wrote which node.
+    pub(crate) fn holding(&self) -> impl Iterator<Item = bool> + '_ {
+        let decide = |(position, contender): (usize, &Contender<'a>)| contender.kind.rule().decide(self, position);
+        self.contenders.iter().enumerate().map(decide).map(|decision| decision == Decision::Proceed)
+    }
 }
 
 /// What a contender does next.
@@ -361,6 +373,25 @@ mod tests {
         assert_eq!(Rule::Leases { permits: 3 }.decide(&queue, 2), Decision::WaitForChildren);
     }
 
+    #[test]
+    fn onlookers_see_the_readers_ahead_of_the_first_writer_or_the_head_holding() {
+        let holding = |markers: &[&str], gone: &[usize]| -> Vec<bool> {
+            let children: Vec<String> =
+                markers.iter().enumerate().map(|(seq, m)| format!("{CURATOR}{m}{seq:010}")).collect();
+            let mut queue = Queue::new(&children).unwrap();
+            let mut position = 0..;
+            queue.retain(|_| !gone.contains(&position.next().unwrap()));
+            queue.holding().collect()
+        };
+        let readers_first = ["__rlock__", "__READ__", "__WRIT__", "__READ__", "lock-"];
+        assert_eq!(holding(&readers_first, &[]), [true, true, false, false, false]);
+        assert_eq!(holding(&["__WRIT__", "__READ__", "__READ__"], &[]), [true, false, false]);
+        assert_eq!(holding(&["latch-", "latch-"], &[]), [true, false]);
+        // A node gone since the listing no longer stands in line.
+        assert_eq!(holding(&["lock-", "lock-", "lock-"], &[0]), [true, false]);
+        assert_eq!(holding(&["__READ__", "__WRIT__", "__READ__"], &[1]), [true, true]);
+    }
+
     fn marker() -> impl Strategy<Value = (&'static str, Kind)> {
         prop::sample::select(Kind::ALL.map(|kind| (kind.marker(), kind)).to_vec())
     }
@@ -477,6 +508,25 @@ mod tests {
                     Decision::WaitForChildren => prop_assert!(false, "the exclusive rule watches one node"),
                 }
             }
+        }
+
+        #[test]
+        fn onlookers_see_what_inspect_derived_by_hand_before(
+            markers in prop::collection::vec(marker(), 0..30),
+        ) {
+            let children: Vec<String> =
+                markers.iter().enumerate().map(|(seq, (m, _))| format!("{CURATOR}{m}{seq:010}")).collect();
+            let queue = Queue::new(&children).unwrap();
+            // inspect's own rule: whoever has someone waiting ahead waits; else a writer holds
+            // only at the head, and a reader only behind readers.
+            let (mut holders, mut waiting, mut expected) = (Vec::<Kind>::new(), 0, Vec::new());
+            for &(_, kind) in &markers {
+                let holds = waiting == 0
+                    && if kind.is_writer() { holders.is_empty() } else { holders.iter().all(|h| !h.is_writer()) };
+                if holds { holders.push(kind) } else { waiting += 1 }
+                expected.push(holds);
+            }
+            prop_assert_eq!(queue.holding().collect::<Vec<_>>(), expected);
         }
     }
 }
