@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::holding::Holding;
-use crate::queue::Role;
+use crate::queue::{Holding, Role};
 use crate::recipe::Recipe;
 use crate::session::Session;
 

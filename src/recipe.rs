@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::holding::Holding;
 use crate::path::validate_recipe_path;
-use crate::queue::{self, Patience, Role, Spec};
+use crate::queue::{self, Holding, Patience, Role, Spec};
 use crate::session::Session;
 
 #[derive(Debug, Clone)]

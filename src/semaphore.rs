@@ -9,8 +9,7 @@ use futures_util::future::{join_all, select_all};
 use tokio::time::Instant;
 
 use crate::error::{Error, LossReason};
-use crate::holding::Holding;
-use crate::queue::{self, Patience, Role, Spec};
+use crate::queue::{self, Holding, Patience, Role, Spec};
 use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;

@@ -13,8 +13,7 @@ use tokio::time::Instant;
 
 use super::{Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
-use crate::holding::{Held, Holding};
-use crate::queue::{self, Role};
+use crate::queue::{self, Held, Holding, Role};
 use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;

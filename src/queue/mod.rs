@@ -1,12 +1,14 @@
 //! The one queue engine under every recipe: it creates a contender node (and finds it again
 //! after a connection loss), orders the directory's contenders, waits on the one node that must
-//! change first, and deletes the node of an attempt that ends without acquiring.
+//! change first, and deletes the node of an attempt that ends without acquiring. An attempt
+//! that acquires becomes a [`Holding`], which watches its node for loss until it is released.
 //!
 //! Recipes differ only in their [`Role`]: the kind of node they write, and with it the rule
 //! they wait by (who may proceed, whom to wait for).
 
 pub(crate) mod children;
-pub(crate) mod cleanup;
+mod cleanup;
+mod holding;
 mod role;
 
 use std::future::Future;
@@ -20,9 +22,11 @@ use zookeeper_client as zk;
 
 use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
+pub use self::holding::FencedWrite;
+pub(crate) use self::holding::{Held, Holding};
+use self::holding::{NodeEvent, NodeWatch, watch_node};
 pub(crate) use self::role::Role;
 use crate::error::{Error, LossReason};
-use crate::holding::{Holding, NodeEvent, NodeWatch, watch_node};
 use crate::metrics;
 use crate::retry::{self, is_transient};
 use crate::session::{Moment, Session, SessionState};

@@ -11,8 +11,8 @@ use futures_util::future::Shared;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+use super::cleanup::{Deleted, Target};
 use crate::error::{Error, LossReason};
-use crate::queue::cleanup::{Deleted, Target};
 use crate::retry;
 use crate::session::{Moment, Session, SessionState, end_of};
 use crate::token::FencingToken;
