@@ -8,8 +8,10 @@
 
 pub(crate) mod children;
 mod cleanup;
+mod fenced;
 mod holding;
 mod role;
+mod watch;
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,10 +24,10 @@ use zookeeper_client as zk;
 
 use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
-pub use self::holding::FencedWrite;
+pub use self::fenced::FencedWrite;
 pub(crate) use self::holding::{Held, Holding};
-use self::holding::{NodeEvent, NodeWatch, watch_node};
 pub(crate) use self::role::Role;
+use self::watch::{NodeEvent, NodeWatch, watch_node};
 use crate::error::{Error, LossReason};
 use crate::metrics;
 use crate::retry::{self, is_transient};
