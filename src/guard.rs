@@ -2,7 +2,7 @@
 //! [`ReadGuard`](crate::ReadGuard), [`WriteGuard`](crate::WriteGuard)). They differ only in name
 //! and in what their token means, so one macro writes them and their documentation.
 
-/// Defines a public guard type around a [`Holding`](crate::holding::Holding) of a recipe at a
+/// Defines a public guard type around a [`Holding`](crate::queue::Holding) of a recipe at a
 /// path, with `token`, `node`, `path`, `lost`, `suspended`, `fenced_write` and `release`.
 macro_rules! guard {
     (
@@ -14,12 +14,12 @@ macro_rules! guard {
         #[clippy::has_significant_drop]
         #[derive(Debug)]
         pub struct $name {
-            holding: $crate::holding::Holding,
+            holding: $crate::queue::Holding,
             path: ::std::sync::Arc<str>,
         }
 
         impl $name {
-            pub(crate) fn new(holding: $crate::holding::Holding, path: ::std::sync::Arc<str>) -> Self {
+            pub(crate) fn new(holding: $crate::queue::Holding, path: ::std::sync::Arc<str>) -> Self {
                 Self { holding, path }
             }
 

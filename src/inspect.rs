@@ -82,8 +82,12 @@ pub async fn inspect(session: &Session, path: &str) -> Result<Snapshot, Error> {
     validate_recipe_path(path)?;
     let (client, _) = session.current().await?;
     let leases = format!("{path}/leases");
-    if let Some(mut holders) = participants(&client, &leases).await? {
-        let mut waiting = participants(&client, &format!("{path}/locks")).await?.unwrap_or_default();
+    if let Some(leases) = participants(&client, &leases).await? {
+        // A semaphore's own rules, not those of its nodes' kinds: every lease holds a permit, and
+        // every contender for its internal mutex waits for one.
+        let mut holders: Vec<Participant> = leases.into_iter().map(|(lease, _)| lease).collect();
+        let gate = participants(&client, &format!("{path}/locks")).await?.unwrap_or_default();
+        let mut waiting: Vec<Participant> = gate.into_iter().map(|(contender, _)| contender).collect();
         // The head of the internal mutex's queue creates its lease node before it knows
         // whether a permit is free: that node is its place in line, not a permit held.
         if let Some(head) = waiting.first()
@@ -95,28 +99,21 @@ pub async fn inspect(session: &Session, path: &str) -> Result<Snapshot, Error> {
     }
     let mut holders = Vec::new();
     let mut waiting = Vec::new();
-    for participant in participants(&client, path).await?.unwrap_or_default() {
-        if holds(&holders, &waiting, &participant) { holders.push(participant) } else { waiting.push(participant) }
+    for (participant, holds) in participants(&client, path).await?.unwrap_or_default() {
+        if holds { holders.push(participant) } else { waiting.push(participant) }
     }
     Ok(Snapshot { path: path.to_owned(), semaphore: false, holders, waiting })
 }
 
-/// Whether `next`, queued behind `holders` and `waiting` (in order), holds — by the rules the
-/// recipes wait by: a reader while no writer is ahead of it, anyone else only at the head.
-fn holds(holders: &[Participant], waiting: &[Participant], next: &Participant) -> bool {
-    // Anyone waiting ahead is a writer or waits for one.
-    waiting.is_empty()
-        && if next.kind.is_writer() { holders.is_empty() } else { holders.iter().all(|h| !h.kind.is_writer()) }
-}
-
-/// The contenders of `dir` in queue order, or `None` if `dir` does not exist.
-async fn participants(client: &zk::Client, dir: &str) -> Result<Option<Vec<Participant>>, Error> {
+/// The contenders of `dir` in queue order, each with whether it holds by the rule of its node's
+/// kind — the rule the recipes wait by — or `None` if `dir` does not exist.
+async fn participants(client: &zk::Client, dir: &str) -> Result<Option<Vec<(Participant, bool)>>, Error> {
     let (children, stat) = match retry::resend(|| client.get_children(dir)).await {
         Ok(listed) => listed,
         Err(zk::Error::NoNode) => return Ok(None),
         Err(err) => return Err(Error::zk(dir, err)),
     };
-    let queue =
+    let mut queue =
         Queue::new(&children).map_err(|WrappedChild(child)| Error::SequenceOverflow { path: dir.to_owned(), child })?;
     let nodes: Vec<String> = queue.contenders().iter().map(|c| format!("{dir}/{}", c.name)).collect();
     // All reads go out at once; the server answers them in order.
@@ -124,17 +121,20 @@ async fn participants(client: &zk::Client, dir: &str) -> Result<Option<Vec<Parti
     let mut listed = Vec::with_capacity(nodes.len());
     for ((contender, node), read) in queue.contenders().iter().zip(nodes).zip(reads) {
         match read {
-            Ok((data, node_stat)) => listed.push(Participant {
+            Ok((data, node_stat)) => listed.push(Some(Participant {
                 kind: contender.kind,
                 session_id: node_stat.ephemeral_owner,
                 created: SystemTime::UNIX_EPOCH + Duration::from_millis(node_stat.ctime.max(0) as u64),
                 token: FencingToken::new(stat.czxid as u64, contender.sequence),
                 data,
                 node,
-            }),
-            Err(zk::Error::NoNode) => {}
+            })),
+            Err(zk::Error::NoNode) => listed.push(None),
             Err(err) => return Err(Error::zk(&node, err)),
         }
     }
-    Ok(Some(listed))
+    // A node gone since the listing is out of the line: whoever queued behind it moved up.
+    let mut found = listed.iter().map(Option::is_some);
+    queue.retain(|_| found.next() == Some(true));
+    Ok(Some(listed.into_iter().flatten().zip(queue.holding()).collect()))
 }

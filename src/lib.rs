@@ -70,7 +70,6 @@
 
 mod error;
 mod guard;
-mod holding;
 mod inspect;
 mod leader;
 mod metrics;
@@ -90,11 +89,11 @@ mod token;
 pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason};
-pub use crate::holding::FencedWrite;
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::{Mutex, MutexGuard};
 pub use crate::path::validate_recipe_path;
+pub use crate::queue::FencedWrite;
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
 pub use crate::session::{Session, SessionBuilder, SessionState, SessionStates};

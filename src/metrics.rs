@@ -14,18 +14,6 @@
 use std::time::Duration;
 
 use crate::error::LossReason;
-use crate::session::SessionState;
-
-/// The `recipe` label of a recipe's contenders, by the Curator marker of its nodes.
-pub(crate) fn label(marker: &str) -> &'static str {
-    match marker {
-        "__READ__" => "read",
-        "__WRIT__" => "write",
-        "latch-" => "latch",
-        "lease-" => "lease",
-        _ => "lock",
-    }
-}
 
 /// An acquisition ended after `waited`; `outcome` is one of the documented labels.
 pub(crate) fn acquisition(recipe: &'static str, outcome: &'static str, waited: Duration) {
@@ -60,10 +48,11 @@ pub(crate) fn lost(recipe: &'static str, reason: LossReason) {
     let _ = (recipe, reason);
 }
 
-/// The session went into `state`.
-pub(crate) fn session_state(state: SessionState) {
+/// The session went into the state named `state` (e.g. `Connected`). A name, not the
+/// session's type, so that the session can report to metrics without metrics knowing it.
+pub(crate) fn session_state(state: &'static str) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!("zk_recipes_session_state_changes_total", "state" => format!("{state:?}")).increment(1);
+    ::metrics::counter!("zk_recipes_session_state_changes_total", "state" => state).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = state;
 }

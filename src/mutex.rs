@@ -4,14 +4,11 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::holding::Holding;
-use crate::queue::Rule;
+use crate::queue::{Holding, Role};
 use crate::recipe::Recipe;
 use crate::session::Session;
 
 /// Curator's node name for InterProcessMutex and LeaderSelector.
-const MARKER: &str = "lock-";
-
 /// A fair distributed mutex: at most one holder at a time, granted in arrival order, each
 /// holder with a [`FencingToken`](crate::FencingToken) larger than every earlier holder's.
 ///
@@ -90,7 +87,7 @@ impl Mutex {
     /// contender node (created, or possibly created) is deleted in the session's background
     /// task, retried until the delete succeeds or the session ends.
     pub async fn lock(&self) -> Result<MutexGuard, Error> {
-        Ok(self.guard(self.recipe.wait(MARKER, Rule::Exclusive, None).await?))
+        Ok(self.guard(self.recipe.wait(Role::Lock, None).await?))
     }
 
     /// Takes the lock only if nobody holds or waits for it.
@@ -106,7 +103,7 @@ impl Mutex {
     ///
     /// Cancel safe: as [`lock`](Mutex::lock).
     pub async fn try_lock(&self) -> Result<Option<MutexGuard>, Error> {
-        Ok(self.recipe.try_hold(MARKER, Rule::Exclusive).await?.map(|held| self.guard(held)))
+        Ok(self.recipe.try_hold(Role::Lock).await?.map(|held| self.guard(held)))
     }
 
     /// Waits for the lock for at most `timeout`.
@@ -122,7 +119,7 @@ impl Mutex {
     ///
     /// Cancel safe: as [`lock`](Mutex::lock).
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard, Error> {
-        Ok(self.guard(self.recipe.wait(MARKER, Rule::Exclusive, Some(timeout)).await?))
+        Ok(self.guard(self.recipe.wait(Role::Lock, Some(timeout)).await?))
     }
 
     fn guard(&self, holding: Holding) -> MutexGuard {

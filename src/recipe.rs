@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::holding::Holding;
 use crate::path::validate_recipe_path;
-use crate::queue::{self, Patience, Rule, Spec};
+use crate::queue::{self, Holding, Patience, Role, Spec};
 use crate::session::Session;
 
 #[derive(Debug, Clone)]
@@ -29,25 +28,15 @@ impl Recipe {
     }
 
     /// Contends in the recipe's directory until holding, or until `timeout` (if any) ran out.
-    pub(crate) async fn wait(
-        &self,
-        marker: &'static str,
-        rule: Rule,
-        timeout: Option<Duration>,
-    ) -> Result<Holding, Error> {
+    pub(crate) async fn wait(&self, role: Role, timeout: Option<Duration>) -> Result<Holding, Error> {
         let patience = timeout.map_or(Patience::Forever, Patience::For);
-        self.wait_with(&self.spec(marker, rule), patience).await
+        self.wait_with(&self.spec(role), patience).await
     }
 
     /// [`wait`](Recipe::wait) without a deadline, calling `queued` once the node is in the
     /// queue.
-    pub(crate) async fn wait_reporting(
-        &self,
-        marker: &'static str,
-        rule: Rule,
-        queued: &(dyn Fn() + Send + Sync),
-    ) -> Result<Holding, Error> {
-        let spec = Spec { on_queued: Some(queued), ..self.spec(marker, rule) };
+    pub(crate) async fn wait_reporting(&self, role: Role, queued: &(dyn Fn() + Send + Sync)) -> Result<Holding, Error> {
+        let spec = Spec { on_queued: Some(queued), ..self.spec(role) };
         self.wait_with(&spec, Patience::Forever).await
     }
 
@@ -57,21 +46,11 @@ impl Recipe {
     }
 
     /// Holds only if the rule lets this contender proceed at once.
-    pub(crate) async fn try_hold(&self, marker: &'static str, rule: Rule) -> Result<Option<Holding>, Error> {
-        queue::acquire(&self.session, &self.spec(marker, rule), Patience::None).await
+    pub(crate) async fn try_hold(&self, role: Role) -> Result<Option<Holding>, Error> {
+        queue::acquire(&self.session, &self.spec(role), Patience::None).await
     }
 
-    fn spec(&self, marker: &'static str, rule: Rule) -> Spec<'_> {
-        let label = crate::metrics::label(marker);
-        Spec {
-            dir: &self.path,
-            marker,
-            data: &self.data,
-            rule,
-            label,
-            on_queued: None,
-            requires: None,
-            watch_holding: true,
-        }
+    fn spec(&self, role: Role) -> Spec<'_> {
+        Spec { dir: &self.path, role, data: &self.data, on_queued: None, requires: None, watch_holding: true }
     }
 }

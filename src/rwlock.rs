@@ -5,13 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::queue::Rule;
+use crate::queue::Role;
 use crate::recipe::Recipe;
 use crate::session::Session;
-
-/// Curator's node names; both the same length, so that names sort alike.
-const READ_MARKER: &str = "__READ__";
-const WRITE_MARKER: &str = "__WRIT__";
 
 /// A fair distributed read-write lock: many readers or one writer at a time, granted in arrival
 /// order, so that a writer is never starved by readers that arrive after it.
@@ -88,7 +84,7 @@ impl ReadWriteLock {
     /// Cancel safe: the contender node (created, or possibly created) is deleted in the
     /// session's background task, retried until the delete succeeds or the session ends.
     pub async fn read(&self) -> Result<ReadGuard, Error> {
-        Ok(ReadGuard::new(self.recipe.wait(READ_MARKER, Rule::Reader, None).await?, self.path_arc()))
+        Ok(ReadGuard::new(self.recipe.wait(Role::Read, None).await?, self.path_arc()))
     }
 
     /// Takes a read lock only if no writer holds or waits.
@@ -101,7 +97,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn try_read(&self) -> Result<Option<ReadGuard>, Error> {
-        Ok(self.recipe.try_hold(READ_MARKER, Rule::Reader).await?.map(|held| ReadGuard::new(held, self.path_arc())))
+        Ok(self.recipe.try_hold(Role::Read).await?.map(|held| ReadGuard::new(held, self.path_arc())))
     }
 
     /// Waits for a read lock for at most `timeout`.
@@ -114,7 +110,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard, Error> {
-        Ok(ReadGuard::new(self.recipe.wait(READ_MARKER, Rule::Reader, Some(timeout)).await?, self.path_arc()))
+        Ok(ReadGuard::new(self.recipe.wait(Role::Read, Some(timeout)).await?, self.path_arc()))
     }
 
     /// Waits for the write lock: until every reader and writer that arrived earlier is gone.
@@ -127,7 +123,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn write(&self) -> Result<WriteGuard, Error> {
-        Ok(WriteGuard::new(self.recipe.wait(WRITE_MARKER, Rule::Exclusive, None).await?, self.path_arc()))
+        Ok(WriteGuard::new(self.recipe.wait(Role::Write, None).await?, self.path_arc()))
     }
 
     /// Takes the write lock only if nobody holds or waits for the lock.
@@ -140,7 +136,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn try_write(&self) -> Result<Option<WriteGuard>, Error> {
-        let held = self.recipe.try_hold(WRITE_MARKER, Rule::Exclusive).await?;
+        let held = self.recipe.try_hold(Role::Write).await?;
         Ok(held.map(|held| WriteGuard::new(held, self.path_arc())))
     }
 
@@ -154,7 +150,7 @@ impl ReadWriteLock {
     ///
     /// Cancel safe: as [`read`](ReadWriteLock::read).
     pub async fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard, Error> {
-        Ok(WriteGuard::new(self.recipe.wait(WRITE_MARKER, Rule::Exclusive, Some(timeout)).await?, self.path_arc()))
+        Ok(WriteGuard::new(self.recipe.wait(Role::Write, Some(timeout)).await?, self.path_arc()))
     }
 
     fn path_arc(&self) -> Arc<str> {

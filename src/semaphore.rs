@@ -9,8 +9,7 @@ use futures_util::future::{join_all, select_all};
 use tokio::time::Instant;
 
 use crate::error::{Error, LossReason};
-use crate::holding::Holding;
-use crate::queue::{self, Patience, Rule, Spec};
+use crate::queue::{self, Holding, Patience, Role, Spec};
 use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;
@@ -211,10 +210,8 @@ impl Semaphore {
         // later session would be counted without holding the gate.
         let gate = Spec {
             dir: &self.locks,
-            marker: "lock-",
+            role: Role::SemaphoreGate,
             data: &self.recipe.data,
-            rule: Rule::Exclusive,
-            label: "semaphore_gate",
             on_queued: None,
             requires: None,
             watch_holding: false,
@@ -226,10 +223,8 @@ impl Semaphore {
         };
         let lease = Spec {
             dir: &self.leases,
-            marker: "lease-",
+            role: Role::Lease { permits: self.permits },
             data: &self.recipe.data,
-            rule: Rule::Leases { permits: self.permits },
-            label: "lease",
             on_queued: None,
             // A lease waits for a free permit only under the gate: should someone delete the
             // gate node, the next contender takes the gate and waits beside this one, and two

@@ -13,14 +13,11 @@ use tokio::time::Instant;
 
 use super::{Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
-use crate::holding::{Held, Holding};
-use crate::queue::{self, Rule};
+use crate::queue::{self, Held, Holding, Role};
 use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;
 
-/// Curator's node name for LeaderLatch.
-const MARKER: &str = "latch-";
 /// A term lasting this long resets the rejoin backoff.
 const STEADY_TERM: Duration = Duration::from_secs(5);
 
@@ -288,7 +285,7 @@ async fn campaign(
         let outcome = tokio::select! {
             biased;
             _ = &mut stop => return Ok(()),
-            outcome = recipe.wait_reporting(MARKER, Rule::Exclusive, &queued) => outcome,
+            outcome = recipe.wait_reporting(Role::Latch, &queued) => outcome,
         };
         let delay = match outcome {
             Err(err) if is_final(&err) || !joined.load(Ordering::Relaxed) => {

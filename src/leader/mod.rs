@@ -13,7 +13,7 @@ use backon::ExponentialBuilder;
 pub use self::latch::{Candidate, LeaderLatch};
 pub use self::selector::LeaderSelector;
 use crate::error::{Error, LossReason};
-use crate::holding::{FencedWrite, Held};
+use crate::queue::{FencedWrite, Held};
 use crate::token::FencingToken;
 
 /// One period of leadership: from becoming leader until [`lost`](Term::lost) resolves.

@@ -8,12 +8,9 @@ use backon::BackoffBuilder;
 
 use super::{Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
-use crate::queue::Rule;
+use crate::queue::Role;
 use crate::recipe::Recipe;
 use crate::session::Session;
-
-/// Curator's LeaderSelector uses an InterProcessMutex, whose nodes are `lock-`.
-const MARKER: &str = "lock-";
 
 /// Leader election that runs a task while leader: the task starts when this participant
 /// becomes leader, is cancelled (dropped) the moment leadership is lost, and leadership is given
@@ -108,7 +105,7 @@ impl LeaderSelector {
         let backoff = rejoin_backoff();
         let mut delays = backoff.build();
         loop {
-            let outcome = match self.recipe.wait(MARKER, Rule::Exclusive, None).await {
+            let outcome = match self.recipe.wait(Role::Lock, None).await {
                 // Someone deleted our waiting node: we never led, so queue again, at once.
                 Err(Error::Lost { reason: LossReason::NodeDeleted, node }) => {
                     tracing::info!(%node, "our waiting node was deleted by someone else; queueing again");

@@ -26,15 +26,40 @@ pub enum Kind {
     Lease,
 }
 
-const MARKERS: [(&str, Kind); 7] = [
-    ("lock-", Kind::Lock),
-    ("__lock__", Kind::KazooLock),
-    ("__rlock__", Kind::KazooRead),
-    ("__READ__", Kind::Read),
-    ("__WRIT__", Kind::Write),
-    ("latch-", Kind::Latch),
-    ("lease-", Kind::Lease),
-];
+impl Kind {
+    /// Every kind, to match a child name against their markers.
+    const ALL: [Kind; 7] =
+        [Kind::Lock, Kind::KazooLock, Kind::KazooRead, Kind::Read, Kind::Write, Kind::Latch, Kind::Lease];
+
+    /// The name in front of the sequence suffix of a node of this kind; the one place each is
+    /// spelled out.
+    pub(crate) fn marker(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock-",
+            Kind::KazooLock => "__lock__",
+            Kind::KazooRead => "__rlock__",
+            // Curator's reader and writer markers have one length, so that names sort alike.
+            Kind::Read => "__READ__",
+            Kind::Write => "__WRIT__",
+            Kind::Latch => "latch-",
+            Kind::Lease => "lease-",
+        }
+    }
+
+    /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
+    /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
+    /// recipe's node can delay readers but never let one in beside a writer.
+    pub(crate) fn is_writer(self) -> bool {
+        !matches!(self, Kind::Read | Kind::KazooRead)
+    }
+
+    /// The rule a node of this kind waits by in a lock's directory: a reader's, or else the
+    /// exclusive one. A semaphore's leases wait by [`Rule::Leases`] instead, whose permits only
+    /// the recipe knows (see `Role::rule`).
+    pub(crate) fn rule(self) -> Rule {
+        if self.is_writer() { Rule::Exclusive } else { Rule::Reader }
+    }
+}
 
 /// One contender node of a directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +82,7 @@ pub(crate) enum Parsed<'a> {
 /// Parses a child name: a known marker followed by the server's `%010d` rendering of a signed
 /// 32-bit counter (`0000000042`, or after wrapping `-2147483648` or `-000000001`).
 pub(crate) fn parse(name: &str) -> Parsed<'_> {
-    let has_marker = |stem: &str| MARKERS.iter().find(|(marker, _)| stem.ends_with(marker)).map(|&(_, kind)| kind);
+    let has_marker = |stem: &str| Kind::ALL.into_iter().find(|kind| stem.ends_with(kind.marker()));
     for negative_len in [11, 10] {
         if let Some(stem) = strip_negative(name, negative_len)
             && has_marker(stem).is_some()
@@ -124,6 +149,18 @@ impl<'a> Queue<'a> {
 
     pub(crate) fn contenders(&self) -> &[Contender<'a>] {
         &self.contenders
+    }
+
+    /// Leaves out the contenders that `keep` rejects, visiting them in queue order.
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&Contender<'a>) -> bool) {
+        self.contenders.retain(keep);
+    }
+
+    /// Whether each contender, in queue order, holds now by the rule of its node's kind: what
+    /// an onlooker can tell of a lock's directory without knowing who wrote which node.
+    pub(crate) fn holding(&self) -> impl Iterator<Item = bool> + '_ {
+        let decide = |(position, contender): (usize, &Contender<'a>)| contender.kind.rule().decide(self, position);
+        self.contenders.iter().enumerate().map(decide).map(|decision| decision == Decision::Proceed)
     }
 }
 
@@ -198,15 +235,6 @@ impl Rule {
             Rule::Reader => true,
             Rule::Leases { .. } => false,
         }
-    }
-}
-
-impl Kind {
-    /// Whether a reader must wait for a node of this kind. Only the two reader kinds share;
-    /// anything else in a read-write lock's directory is taken for a writer, so that a foreign
-    /// recipe's node can delay readers but never let one in beside a writer.
-    pub(crate) fn is_writer(self) -> bool {
-        !matches!(self, Kind::Read | Kind::KazooRead)
     }
 }
 
@@ -345,8 +373,27 @@ mod tests {
         assert_eq!(Rule::Leases { permits: 3 }.decide(&queue, 2), Decision::WaitForChildren);
     }
 
+    #[test]
+    fn onlookers_see_the_readers_ahead_of_the_first_writer_or_the_head_holding() {
+        let holding = |markers: &[&str], gone: &[usize]| -> Vec<bool> {
+            let children: Vec<String> =
+                markers.iter().enumerate().map(|(seq, m)| format!("{CURATOR}{m}{seq:010}")).collect();
+            let mut queue = Queue::new(&children).unwrap();
+            let mut position = 0..;
+            queue.retain(|_| !gone.contains(&position.next().unwrap()));
+            queue.holding().collect()
+        };
+        let readers_first = ["__rlock__", "__READ__", "__WRIT__", "__READ__", "lock-"];
+        assert_eq!(holding(&readers_first, &[]), [true, true, false, false, false]);
+        assert_eq!(holding(&["__WRIT__", "__READ__", "__READ__"], &[]), [true, false, false]);
+        assert_eq!(holding(&["latch-", "latch-"], &[]), [true, false]);
+        // A node gone since the listing no longer stands in line.
+        assert_eq!(holding(&["lock-", "lock-", "lock-"], &[0]), [true, false]);
+        assert_eq!(holding(&["__READ__", "__WRIT__", "__READ__"], &[1]), [true, true]);
+    }
+
     fn marker() -> impl Strategy<Value = (&'static str, Kind)> {
-        prop::sample::select(MARKERS.to_vec())
+        prop::sample::select(Kind::ALL.map(|kind| (kind.marker(), kind)).to_vec())
     }
 
     fn prefix() -> impl Strategy<Value = String> {
@@ -461,6 +508,25 @@ mod tests {
                     Decision::WaitForChildren => prop_assert!(false, "the exclusive rule watches one node"),
                 }
             }
+        }
+
+        #[test]
+        fn onlookers_see_what_inspect_derived_by_hand_before(
+            markers in prop::collection::vec(marker(), 0..30),
+        ) {
+            let children: Vec<String> =
+                markers.iter().enumerate().map(|(seq, (m, _))| format!("{CURATOR}{m}{seq:010}")).collect();
+            let queue = Queue::new(&children).unwrap();
+            // inspect's own rule: whoever has someone waiting ahead waits; else a writer holds
+            // only at the head, and a reader only behind readers.
+            let (mut holders, mut waiting, mut expected) = (Vec::<Kind>::new(), 0, Vec::new());
+            for &(_, kind) in &markers {
+                let holds = waiting == 0
+                    && if kind.is_writer() { holders.is_empty() } else { holders.iter().all(|h| !h.is_writer()) };
+                if holds { holders.push(kind) } else { waiting += 1 }
+                expected.push(holds);
+            }
+            prop_assert_eq!(queue.holding().collect::<Vec<_>>(), expected);
         }
     }
 }

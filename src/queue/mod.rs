@@ -1,11 +1,17 @@
 //! The one queue engine under every recipe: it creates a contender node (and finds it again
 //! after a connection loss), orders the directory's contenders, waits on the one node that must
-//! change first, and deletes the node of an attempt that ends without acquiring.
+//! change first, and deletes the node of an attempt that ends without acquiring. An attempt
+//! that acquires becomes a [`Holding`], which watches its node for loss until it is released.
 //!
-//! Recipes differ only in their [`Rule`] (who may proceed, whom to wait for) and node marker.
+//! Recipes differ only in their [`Role`]: the kind of node they write, and with it the rule
+//! they wait by (who may proceed, whom to wait for).
 
 pub(crate) mod children;
-pub(crate) mod cleanup;
+mod cleanup;
+mod fenced;
+mod holding;
+mod role;
+mod watch;
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,11 +22,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use zookeeper_client as zk;
 
-pub(crate) use self::children::Rule;
 use self::children::{Decision, Parsed, Queue, WrappedChild, parse};
 use self::cleanup::{Target, synced_children};
+pub use self::fenced::FencedWrite;
+pub(crate) use self::holding::{Held, Holding};
+pub(crate) use self::role::Role;
+use self::watch::{NodeEvent, NodeWatch, watch_node};
 use crate::error::{Error, LossReason};
-use crate::holding::{Holding, NodeEvent, NodeWatch, watch_node};
 use crate::metrics;
 use crate::retry::{self, is_transient};
 use crate::session::{Moment, Session, SessionState};
@@ -37,16 +45,12 @@ const WITHDRAW_BOUND: Duration = Duration::from_secs(1);
 /// time; ordinary connection losses rarely cut off several creates of one attempt in a row.
 const MAX_CREATE_LOSSES: usize = 10;
 
-/// What a recipe contends for: a directory and the node name it writes there.
+/// What a recipe contends for: a directory, and what it contends there as.
 pub(crate) struct Spec<'a> {
     /// The recipe directory (validated).
     pub(crate) dir: &'a str,
-    /// The Curator name of this recipe's nodes, e.g. `lock-`.
-    pub(crate) marker: &'static str,
+    pub(crate) role: Role,
     pub(crate) data: &'a [u8],
-    pub(crate) rule: Rule,
-    /// The `recipe` label of this contender's metrics.
-    pub(crate) label: &'static str,
     /// Called once the contender's node is in the queue (a leader latch reports it joined).
     pub(crate) on_queued: Option<&'a (dyn Fn() + Send + Sync)>,
     /// Another node this contender may wait only while it exists (a semaphore's lease waits
@@ -101,7 +105,7 @@ async fn acquire_within(
         node = tracing::field::Empty,
         token = tracing::field::Empty,
     );
-    if let Some(limit) = session.data_limit(spec.dir, spec.marker)
+    if let Some(limit) = session.data_limit(spec.dir, spec.role.kind().marker())
         && spec.data.len() > limit
     {
         return Err(Error::DataTooLarge { path: spec.dir.to_owned(), size: spec.data.len(), limit });
@@ -146,7 +150,7 @@ async fn acquire_within(
         Err(Error::Timeout { .. }) => "timeout",
         Err(_) => "error",
     };
-    metrics::acquisition(spec.label, outcome, started.elapsed());
+    metrics::acquisition(spec.role.label(), outcome, started.elapsed());
     result
 }
 
@@ -168,7 +172,7 @@ async fn contend<'s>(
     tracing::Span::current().record("session_id", tracing::field::display(client.session_id()));
     let attempt = attempt.insert(Attempt::new(session, client, generation, spec));
     let children = attempt.enqueue(spec.data).await?;
-    metrics::queued(spec.label, children.len());
+    metrics::queued(spec.role.label(), children.len());
     if let Some(queued) = spec.on_queued {
         queued();
     }
@@ -204,9 +208,7 @@ struct Attempt<'s> {
     client: zk::Client,
     generation: u64,
     dir: String,
-    marker: &'static str,
-    rule: Rule,
-    label: &'static str,
+    role: Role,
     /// Curator's protected prefix `_c_<uuid>-`, which lets a lost create be found again.
     prefix: String,
     node: Node,
@@ -239,9 +241,7 @@ impl<'s> Attempt<'s> {
             client,
             generation,
             dir: spec.dir.to_owned(),
-            marker: spec.marker,
-            rule: spec.rule,
-            label: spec.label,
+            role: spec.role,
             prefix: protected_prefix(),
             node: Node::Unsent,
             resent: false,
@@ -264,9 +264,10 @@ impl<'s> Attempt<'s> {
     async fn enqueue(&mut self, data: &[u8]) -> Result<Vec<String>, Error> {
         let mut missing_parents = 0;
         let mut connection_losses = 0;
+        let marker = self.role.kind().marker();
         loop {
             // Recovery may have changed the prefix.
-            let path = format!("{}/{}{}", self.dir, self.prefix, self.marker);
+            let path = format!("{}/{}{marker}", self.dir, self.prefix);
             // Mark the create as sent before sending it: from here on a drop must clean up.
             self.node = Node::Sent;
             let acls = self.session.acls();
@@ -282,12 +283,12 @@ impl<'s> Attempt<'s> {
                 Ok((stat, sequence)) => {
                     self.owner = Some(stat.ephemeral_owner);
                     let Ok(sequence) = u32::try_from(sequence.into_i64()) else {
-                        let child = format!("{}{}{sequence}", self.prefix, self.marker);
+                        let child = format!("{}{marker}{sequence}", self.prefix);
                         return Err(Error::SequenceOverflow { path: self.dir.clone(), child });
                     };
                     // Name the node before anything else can fail, so that a drop deletes it by
                     // name (a search by prefix would need to list the directory).
-                    self.node = Node::Created { name: format!("{}{}{sequence:010}", self.prefix, self.marker) };
+                    self.node = Node::Created { name: format!("{}{marker}{sequence:010}", self.prefix) };
                     let (children, dir) = match listed {
                         Ok(listed) => listed,
                         // The reply to the create arrived, so our node exists and keeps the
@@ -400,7 +401,7 @@ impl<'s> Attempt<'s> {
             let queue = self.queue(&children)?;
             let position = self.position(&queue)?;
             self.remove_strays(&queue);
-            if self.rule.decide(&queue, position) != Decision::Proceed {
+            if self.role.rule().decide(&queue, position) != Decision::Proceed {
                 return Ok(false);
             }
             drop(queue);
@@ -465,7 +466,7 @@ impl<'s> Attempt<'s> {
             let queue = self.queue(&children)?;
             let position = self.position(&queue)?;
             self.remove_strays(&queue);
-            let decision = self.rule.decide(&queue, position);
+            let decision = self.role.rule().decide(&queue, position);
             if decision == Decision::Proceed {
                 drop(queue);
                 if self.grant().await? {
@@ -483,7 +484,7 @@ impl<'s> Attempt<'s> {
             children = match decision {
                 Decision::Wait { on } => {
                     let ahead = format!("{}/{on}", self.dir);
-                    let next_in_line = self.rule.proceeds_when_head_leaves(&queue, position, on);
+                    let next_in_line = self.role.rule().proceeds_when_head_leaves(&queue, position, on);
                     drop(queue);
                     let deleted = self.wait_for_change(&ahead).await?;
                     if deleted && next_in_line && self.still_ours().await? {
@@ -508,7 +509,7 @@ impl<'s> Attempt<'s> {
                         None => {
                             let (now, watcher) = self.list_and_watch().await?;
                             let queue = self.queue(&now)?;
-                            if self.rule.decide(&queue, self.position(&queue)?) != Decision::WaitForChildren {
+                            if self.role.rule().decide(&queue, self.position(&queue)?) != Decision::WaitForChildren {
                                 drop(queue);
                                 children = now;
                                 continue;
@@ -713,7 +714,8 @@ impl<'s> Attempt<'s> {
         // holding owns the node and its prefix now, so this attempt's drop cleans up nothing.
         let strays = std::mem::take(&mut self.resent)
             .then(|| Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
-        let mut holding = Holding::new(self.session.clone(), self.generation, node, token, self.label, strays);
+        let label = self.role.label();
+        let mut holding = Holding::new(self.session.clone(), self.generation, node, token, label, strays);
         let own = self.own_watch.take();
         if self.watch_holding {
             holding.watch(own)

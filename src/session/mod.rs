@@ -43,6 +43,18 @@ pub enum SessionState {
     Closed,
 }
 
+impl SessionState {
+    /// The state's name as its `Debug` prints it: the `state` label of the metrics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SessionState::Connected => "Connected",
+            SessionState::Suspended => "Suspended",
+            SessionState::Lost => "Lost",
+            SessionState::Closed => "Closed",
+        }
+    }
+}
+
 /// Work for the session's task, given the client of the ZooKeeper session it belongs to.
 pub(crate) type Job = Box<dyn FnOnce(zk::Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -104,7 +116,7 @@ impl Shared {
     fn publish(&self, state: SessionState, generation: u64, client: Option<zk::Client>) {
         let id = client.as_ref().map(|c| c.session_id());
         tracing::info!(servers = %self.config.servers, ?state, generation, session_id = ?id, "session state");
-        crate::metrics::session_state(state);
+        crate::metrics::session_state(state.name());
         self.status.send_modify(|status| {
             status.state = state;
             status.generation = generation;
@@ -629,5 +641,17 @@ impl SessionStates {
             return SessionState::Closed;
         }
         self.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionState;
+
+    #[test]
+    fn a_state_is_named_as_debug_prints_it() {
+        for state in [SessionState::Connected, SessionState::Suspended, SessionState::Lost, SessionState::Closed] {
+            assert_eq!(state.name(), format!("{state:?}"));
+        }
     }
 }

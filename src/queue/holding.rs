@@ -1,20 +1,18 @@
 //! What every guard holds: a contender node that the recipe's rule lets proceed, under one
-//! ZooKeeper session. Loss detection, release and fenced writes live here once for all recipes.
+//! ZooKeeper session. Loss detection and release live here once for all recipes.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 
-use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+use super::cleanup::{Deleted, Target};
+use super::watch::{NodeEvent, NodeWatch, watch_node};
 use crate::error::{Error, LossReason};
-use crate::queue::cleanup::{Deleted, Target};
-use crate::retry;
-use crate::session::{Moment, Session, SessionState, end_of};
+use crate::session::{Session, SessionState, end_of};
 use crate::token::FencingToken;
 
 /// What can be observed of a holding — its token, node and loss — cloneable, without owning
@@ -161,6 +159,12 @@ impl Held {
         }
     }
 
+    /// Records `reason` as the loss unless one was recorded before, and returns the first:
+    /// once lost, always lost.
+    pub(super) fn lose(&self, reason: LossReason) -> LossReason {
+        record_loss(&self.loss, &self.node, self.label, reason)
+    }
+
     /// The client of the ZooKeeper session the node belongs to, or why that session is over.
     fn client(&self) -> Result<zk::Client, LossReason> {
         if let Some(reason) = self.session.ended(self.generation) {
@@ -172,10 +176,7 @@ impl Held {
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
     /// liveness proof. A loss found here is recorded: once lost, always lost.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
-        let lost = |reason| Error::Lost {
-            node: self.node.to_string(),
-            reason: record_loss(&self.loss, &self.node, self.label, reason),
-        };
+        let lost = |reason| Error::Lost { node: self.node.to_string(), reason: self.lose(reason) };
         if let Some(&reason) = self.loss.get() {
             return Err(lost(reason));
         }
@@ -367,22 +368,6 @@ struct LossWatch {
     armed: Arc<Armed>,
 }
 
-/// A watch on a node, from [`watch_node`].
-pub(crate) type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
-
-/// What a watch on a node reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NodeEvent {
-    Deleted,
-    /// Its data changed (someone wrote to it): watch again.
-    Changed,
-    /// The session ended; the session state says how.
-    SessionEnded,
-    /// The server refused the watch for good (no READ permission on the node, since ZooKeeper
-    /// 3.8.4 checks it on `exists`): the node's deletion would go unnoticed.
-    Refused,
-}
-
 impl LossWatch {
     async fn run(&mut self) -> LossReason {
         let mut status = self.session.status();
@@ -422,153 +407,6 @@ impl LossWatch {
                     watching = event != NodeEvent::SessionEnded;
                 }
             }
-        }
-    }
-}
-
-/// Watches a node of the session of `generation` until it is deleted or changes (`Deleted` at
-/// once if it is gone). The exists that sets the watch is sent when the future is first polled.
-pub(crate) async fn watch_node(session: Session, generation: u64, node: String) -> NodeEvent {
-    // The client is taken anew for each try and dropped before waiting, so that a pending
-    // watch never keeps a closed session open.
-    let watch = || async {
-        let client = session.client_of(generation).ok_or(zk::Error::ClientClosed)?;
-        let sent = Moment::now();
-        let reply = client.check_and_watch_stat(&node).await;
-        if retry::is_answer(&reply) {
-            session.answered(generation, sent);
-        }
-        reply
-    };
-    // Besides connection losses, the client can fail a request with an error of its own about
-    // the connection (an unknown reply, say) and reconnect: worth retrying, with backoff. Only
-    // the server's refusal and the session's end are final.
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(std::time::Duration::from_millis(20))
-        .with_max_delay(std::time::Duration::from_secs(1))
-        .without_max_times();
-    let last = |err: &zk::Error| {
-        matches!(err, zk::Error::NoAuth | zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed)
-            || session.ended(generation).is_some()
-    };
-    match watch.retry(backoff).when(|err| !last(err)).await {
-        Ok((None, _)) => NodeEvent::Deleted,
-        Ok((Some(_), watcher)) => match watcher.changed().await.event_type {
-            zk::EventType::NodeDeleted => NodeEvent::Deleted,
-            zk::EventType::Session => NodeEvent::SessionEnded,
-            _ => NodeEvent::Changed,
-        },
-        Err(err @ zk::Error::NoAuth) if session.ended(generation).is_none() => {
-            tracing::error!(%node, error = %err, "cannot watch the node; its deletion would go unnoticed");
-            NodeEvent::Refused
-        }
-        // The session ended (the driver may not have seen it yet; the status tells soon).
-        Err(_) => NodeEvent::SessionEnded,
-    }
-}
-
-/// A multi-op on ZooKeeper that commits only while the holder still holds: its first operation
-/// checks that the holder's node exists. Built by `MutexGuard::fenced_write`.
-///
-/// ```no_run
-/// # async fn example(guard: zk_recipes::MutexGuard) -> Result<(), zk_recipes::Error> {
-/// let mut write = guard.fenced_write();
-/// write.set_data("/app/state", b"v2", None);
-/// write.commit().await?; // Err(Error::Lost { .. }) once the lock is gone
-/// # Ok(()) }
-/// ```
-#[must_use = "a fenced write does nothing until committed"]
-#[derive(Debug)]
-pub struct FencedWrite<'h> {
-    holding: &'h Held,
-    operations: Vec<Operation>,
-}
-
-#[derive(Debug)]
-enum Operation {
-    Create { path: String, data: Vec<u8>, mode: zk::CreateMode },
-    SetData { path: String, data: Vec<u8>, version: Option<i32> },
-    Delete { path: String, version: Option<i32> },
-}
-
-impl<'h> FencedWrite<'h> {
-    pub(crate) fn new(holding: &'h Held) -> Self {
-        Self { holding, operations: Vec::new() }
-    }
-
-    /// Adds a create of `path` (with the session's ACLs).
-    pub fn create(&mut self, path: &str, data: &[u8], mode: zk::CreateMode) -> &mut Self {
-        self.operations.push(Operation::Create { path: path.to_owned(), data: data.to_vec(), mode });
-        self
-    }
-
-    /// Adds a `setData` of `path`, optionally only at `version`.
-    pub fn set_data(&mut self, path: &str, data: &[u8], version: Option<i32>) -> &mut Self {
-        self.operations.push(Operation::SetData { path: path.to_owned(), data: data.to_vec(), version });
-        self
-    }
-
-    /// Adds a delete of `path`, optionally only at `version`.
-    pub fn delete(&mut self, path: &str, version: Option<i32>) -> &mut Self {
-        self.operations.push(Operation::Delete { path: path.to_owned(), version });
-        self
-    }
-
-    /// Commits all operations atomically, provided the holder's node still exists.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::Lost`] if the holder's node is gone, the session expired or was closed, or
-    ///   holding can no longer be proven (then nothing is sent); nothing was applied;
-    /// - [`Error::ZooKeeper`] (or [`Error::NoAuth`]) if one of the operations fails; nothing was
-    ///   applied either;
-    /// - [`Error::ZooKeeper`] with [`zk::Error::ConnectionLoss`]: the outcome is **unknown** —
-    ///   the request may have committed before the connection dropped. Read the state back
-    ///   before retrying a write that is not idempotent.
-    ///
-    /// # Cancel safety
-    ///
-    /// Not cancel safe in the sense that the request is sent on the first poll: a dropped future
-    /// may still have committed.
-    pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>, Error> {
-        let holding = self.holding;
-        let client = holding.check_held()?;
-        let acls = holding.session().acls();
-        // Once lost, always lost: a loss found by a write is recorded like one `lost()` found.
-        let lost = |reason| Error::Lost {
-            node: holding.node().to_owned(),
-            reason: record_loss(&holding.loss, &holding.node, holding.label, reason),
-        };
-        let mut writer = client.new_check_writer(holding.node(), None).map_err(|e| Error::zk(holding.node(), e))?;
-        for operation in &self.operations {
-            let added = match operation {
-                Operation::Create { path, data, mode } => writer.add_create(path, data, &mode.with_acls(acls)),
-                Operation::SetData { path, data, version } => writer.add_set_data(path, data, *version),
-                Operation::Delete { path, version } => writer.add_delete(path, *version),
-            };
-            added.map_err(|err| Error::zk(operation.path(), err))?;
-        }
-        match writer.commit().await {
-            Ok(results) => Ok(results),
-            Err(zk::CheckWriteError::CheckFailed { .. }) => Err(lost(LossReason::NodeDeleted)),
-            Err(zk::CheckWriteError::RequestFailed { source: zk::Error::SessionExpired }) => {
-                Err(lost(LossReason::SessionExpired))
-            }
-            Err(zk::CheckWriteError::RequestFailed { source: zk::Error::ClientClosed }) => {
-                Err(lost(LossReason::SessionClosed))
-            }
-            Err(zk::CheckWriteError::RequestFailed { source }) => Err(Error::zk(holding.node(), source)),
-            Err(zk::CheckWriteError::OperationFailed { index, source }) => {
-                Err(Error::zk(self.operations[index].path(), source))
-            }
-        }
-    }
-}
-
-impl Operation {
-    fn path(&self) -> &str {
-        match self {
-            Operation::Create { path, .. } | Operation::SetData { path, .. } | Operation::Delete { path, .. } => path,
         }
     }
 }
