@@ -10,6 +10,9 @@ use super::HarnessError;
 const DEBIAN_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// An SLF4J binding from Debian's `libslf4j-java`, so the server's log reaches its log file.
 const DEBIAN_SLF4J_BINDING: &str = "/usr/share/java/slf4j-simple.jar";
+/// Netty's codec, which the server's TLS handler needs and the Debian jar's manifest omits:
+/// without it every TLS handshake fails with `NoClassDefFoundError`.
+const DEBIAN_NETTY_CODEC: &str = "/usr/share/java/netty-codec.jar";
 
 /// Where ZooKeeper's jars are, when not found the default way.
 #[derive(Debug, Clone)]
@@ -61,6 +64,19 @@ pub(super) fn locate_java() -> Result<PathBuf, HarnessError> {
         .ok_or_else(|| HarnessError::JavaMissing("no `java` in JAVA_HOME/bin or on PATH".into()))
 }
 
+impl Installation {
+    /// Checks that the servers can serve TLS: that Netty's codec is on the classpath.
+    pub(super) fn require_tls(&self) -> Result<(), HarnessError> {
+        if self.classpath.split(':').any(|jar| jar.contains("netty-codec") || jar.contains("netty-all")) {
+            return Ok(());
+        }
+        // A release's lib directory has it; the Debian package needs libnetty-java's.
+        Err(HarnessError::TlsUnavailable(format!(
+            "Netty's codec is not on the server's classpath ({DEBIAN_NETTY_CODEC} is missing)"
+        )))
+    }
+}
+
 fn release_classpath(home: &Path) -> Result<String, HarnessError> {
     let lib = home.join("lib");
     let jars: Vec<String> = std::fs::read_dir(&lib)
@@ -93,9 +109,11 @@ fn debian_classpath() -> Result<String, HarnessError> {
         return Err(HarnessError::ZooKeeperMissing(format!("{DEBIAN_JAR} does not exist")));
     }
     let mut classpath = DEBIAN_JAR.to_owned();
-    if Path::new(DEBIAN_SLF4J_BINDING).is_file() {
-        classpath.push(':');
-        classpath.push_str(DEBIAN_SLF4J_BINDING);
+    for jar in [DEBIAN_SLF4J_BINDING, DEBIAN_NETTY_CODEC] {
+        if Path::new(jar).is_file() {
+            classpath.push(':');
+            classpath.push_str(jar);
+        }
     }
     Ok(classpath)
 }

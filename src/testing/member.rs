@@ -47,21 +47,37 @@ pub(super) struct Member {
     pub(super) id: usize,
     pub(super) dir: PathBuf,
     pub(super) client_port: u16,
+    /// The TLS client port, if the member serves TLS.
+    pub(super) secure_port: Option<u16>,
     pub(super) quorum_port: u16,
     pub(super) election_port: u16,
 }
 
 impl Member {
-    pub(super) fn new(id: usize, dir: PathBuf) -> Result<Self, HarnessError> {
-        Ok(Self { id, dir, client_port: free_port()?, quorum_port: free_port()?, election_port: free_port()? })
+    pub(super) fn new(id: usize, dir: PathBuf, tls: bool) -> Result<Self, HarnessError> {
+        let secure_port = if tls { Some(free_port()?) } else { None };
+        Ok(Self {
+            id,
+            dir,
+            client_port: free_port()?,
+            secure_port,
+            quorum_port: free_port()?,
+            election_port: free_port()?,
+        })
     }
 
     pub(super) fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
 
+    /// The plaintext client port's address (the harness's four-letter words go there).
     pub(super) fn client_address(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port))
+    }
+
+    /// Where clients connect: the TLS port if there is one.
+    pub(super) fn serving_address(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.secure_port.unwrap_or(self.client_port)))
     }
 
     /// Writes `zoo.cfg` and `myid`. `servers` has a line for every member of the ensemble
@@ -77,6 +93,9 @@ impl Member {
         let mut config = String::new();
         let _ = writeln!(config, "dataDir={}", data.display());
         let _ = writeln!(config, "clientPort={}\nclientPortAddress=127.0.0.1", self.client_port);
+        if let Some(port) = self.secure_port {
+            let _ = writeln!(config, "secureClientPort={port}\nsecureClientPortAddress=127.0.0.1");
+        }
         for (key, value) in settings {
             let _ = writeln!(config, "{key}={value}");
         }

@@ -55,6 +55,7 @@ mod member;
 mod partition;
 mod peer;
 mod proxy;
+mod secure;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +69,7 @@ use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
 pub use self::peer::{Library, Peer, PeerContender, PeerRecipe};
 pub use self::proxy::{Fault, Link, Proxy};
+pub use self::secure::{CertifiedKey, ClientAuth, TestCa, TestSasl, TestTls};
 
 /// Errors of the test harness. Each says how to fix the setup.
 #[non_exhaustive]
@@ -87,6 +89,13 @@ pub enum HarnessError {
          to its jars"
     )]
     ZooKeeperMissing(String),
+
+    /// The servers cannot serve TLS.
+    #[error(
+        "ZooKeeper cannot serve TLS here ({0}): install Netty with `sudo apt-get install -y \
+         libnetty-java` (Debian/Ubuntu), or add its netty-codec jar to ZOOKEEPER_CLASSPATH"
+    )]
+    TlsUnavailable(String),
 
     /// An interop peer's library or tools are missing.
     #[error(
@@ -190,6 +199,8 @@ pub struct ClusterBuilder {
     start_timeout: Duration,
     source: Option<Source>,
     partitionable: bool,
+    tls: Option<ClientAuth>,
+    sasl: Vec<(String, String)>,
 }
 
 impl Default for ClusterBuilder {
@@ -220,6 +231,8 @@ impl Default for ClusterBuilder {
             start_timeout: Duration::from_secs(60),
             source: None,
             partitionable: false,
+            tls: None,
+            sasl: Vec::new(),
         }
     }
 }
@@ -294,6 +307,31 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves TLS on every member's client port, with certificates signed by a CA made for
+    /// the cluster ([`TestingCluster::tls`] has it, the files, and a client certificate the
+    /// servers accept), asking clients for certificates as `client_auth` says. The servers
+    /// also authenticate clients by certificate: a client's ACL identity is `x509:CN=<name>`.
+    ///
+    /// [`connect_string`](TestingCluster::connect_string) and
+    /// [`address`](TestingCluster::address) then name the TLS ports. Each member keeps a
+    /// plaintext port too, for the harness's own four-letter-word checks
+    /// ([`plaintext_connect_string`](TestingCluster::plaintext_connect_string)).
+    ///
+    /// Needs Netty's codec on the server's classpath: with the Debian package,
+    /// `/usr/share/java/netty-codec.jar` from `libnetty-java`, which `zookeeper` depends on.
+    pub fn tls(mut self, client_auth: ClientAuth) -> Self {
+        self.tls = Some(client_auth);
+        self
+    }
+
+    /// Makes the servers require SASL DIGEST-MD5 authentication of every session, as `user`
+    /// with `password` (call again for more users): a session that has not authenticated is
+    /// closed at its first request. A client's ACL identity is then `sasl:<user>`.
+    pub fn sasl_user(mut self, user: &str, password: &str) -> Self {
+        self.sasl.push((user.to_owned(), password.to_owned()));
+        self
+    }
+
     /// How long each server may take to start serving (default 60 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -314,8 +352,21 @@ impl ClusterBuilder {
             .tempdir()
             .map_err(|e| HarnessError::io("creating a temporary directory", e))?;
         let members = (1..=self.size)
-            .map(|id| Member::new(id, root.path().join(format!("member-{id}"))))
+            .map(|id| Member::new(id, root.path().join(format!("member-{id}")), self.tls.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
+        let tls = match self.tls {
+            Some(client_auth) => {
+                install.require_tls()?;
+                Some(TestTls::new(&root.path().join("tls"), client_auth)?)
+            }
+            None => None,
+        };
+        let sasl = match self.sasl.is_empty() {
+            true => None,
+            false => Some(TestSasl::new(&root.path().join("sasl"), &self.sasl)?),
+        };
+        let mut jvm_args = self.jvm_args;
+        jvm_args.extend(sasl.iter().flat_map(TestSasl::jvm_args));
         let links = if self.partitionable && self.size > 1 { Some(MemberLinks::start(&members)?) } else { None };
         let ensemble: &[Member] = if self.size > 1 { &members } else { &[] };
         for (index, member) in members.iter().enumerate() {
@@ -327,14 +378,24 @@ impl ClusterBuilder {
                     (other.id, quorum, election)
                 })
                 .collect();
-            member.write_config(&servers, &self.settings)?;
+            let mut settings = self.settings.clone();
+            if let Some(tls) = &tls {
+                // Only the loopback address: a client that names the server otherwise (say
+                // `localhost`) fails hostname verification, as tests of it need.
+                let (key_store, trust_store) = tls.member_stores(member.id, &["127.0.0.1"])?;
+                settings.extend(tls.settings(&key_store, &trust_store));
+            }
+            settings.extend(sasl.iter().flat_map(TestSasl::settings));
+            member.write_config(&servers, &settings)?;
         }
         let cluster = TestingCluster {
             links,
             processes: members.iter().map(|_| Mutex::new(None)).collect(),
             install,
             members,
-            jvm_args: self.jvm_args,
+            tls,
+            sasl,
+            jvm_args,
             start_timeout: self.start_timeout,
             root: Some(root),
         };
@@ -365,6 +426,8 @@ pub struct TestingCluster {
     start_timeout: Duration,
     /// The proxies between members, in a partitionable ensemble.
     links: Option<MemberLinks>,
+    tls: Option<TestTls>,
+    sasl: Option<TestSasl>,
     /// Always `Some` until dropped.
     root: Option<tempfile::TempDir>,
 }
@@ -423,19 +486,38 @@ impl TestingCluster {
         self.members.len()
     }
 
-    /// The connect string naming every member.
+    /// The connect string naming every member: their TLS ports in a cluster built with
+    /// [`tls`](ClusterBuilder::tls).
     pub fn connect_string(&self) -> String {
+        let addresses: Vec<String> = self.members.iter().map(|m| m.serving_address().to_string()).collect();
+        addresses.join(",")
+    }
+
+    /// The connect string naming every member's plaintext port (the same as
+    /// [`connect_string`](Self::connect_string) unless the cluster serves TLS).
+    pub fn plaintext_connect_string(&self) -> String {
         let addresses: Vec<String> = self.members.iter().map(|m| m.client_address().to_string()).collect();
         addresses.join(",")
     }
 
-    /// The client address of one member.
+    /// The client address of one member: its TLS port in a cluster built with
+    /// [`tls`](ClusterBuilder::tls).
     ///
     /// # Panics
     ///
     /// If there is no such member.
     pub fn address(&self, member: usize) -> SocketAddr {
-        self.members[member].client_address()
+        self.members[member].serving_address()
+    }
+
+    /// The certificates of a cluster built with [`tls`](ClusterBuilder::tls).
+    pub fn tls(&self) -> Option<&TestTls> {
+        self.tls.as_ref()
+    }
+
+    /// The users of a cluster built with [`sasl_user`](ClusterBuilder::sasl_user).
+    pub fn sasl(&self) -> Option<&TestSasl> {
+        self.sasl.as_ref()
     }
 
     /// The log file of one member.
