@@ -70,6 +70,44 @@ pub enum Error {
     #[error("ZooKeeper rejected the session's credentials; check the ones given to SessionBuilder::digest")]
     AuthFailed,
 
+    /// The TLS certificates or key given cannot be read or used.
+    #[error("TLS configuration: {reason}")]
+    TlsConfig {
+        /// Which file or text, and what is wrong with it.
+        reason: String,
+    },
+
+    /// A server could not be connected to because of TLS: see [`TlsProblem`] for each case.
+    /// Reported as soon as every server that could be reached failed this way, within the
+    /// connect timeout.
+    #[error("TLS with ZooKeeper at {server} failed: {problem}: {detail}")]
+    Tls {
+        /// The server, `host:port`.
+        server: String,
+        /// What went wrong.
+        problem: TlsProblem,
+        /// What the server did, and what to change (which file, which option).
+        detail: String,
+    },
+
+    /// The servers rejected the SASL credentials.
+    #[error(
+        "ZooKeeper rejected SASL authentication as {user:?}: check the password (ZK_SASL_PASSWORD, \
+         SessionBuilder::sasl_digest) and that the servers' JAAS Server section has this user"
+    )]
+    SaslRejected {
+        /// The SASL user name given.
+        user: String,
+    },
+
+    /// The servers closed the session for want of authentication: they require SASL
+    /// (`enforce.auth.enabled`, or `sessionRequireClientSASLAuth`), and none was configured.
+    #[error(
+        "ZooKeeper requires authentication and closed the session: give SASL credentials \
+         (SessionBuilder::sasl_digest, or --sasl-user / ZK_SASL_USER with ZK_SASL_PASSWORD)"
+    )]
+    AuthRequired,
+
     /// The ZooKeeper session expired while the operation ran; whatever it held is gone.
     /// The [`Session`](crate::Session) reconnects with a new session by itself: retry the operation.
     #[error(
@@ -177,6 +215,44 @@ impl Error {
             zk::Error::AuthFailed => Self::AuthFailed,
             source => Self::ZooKeeper { path: path.to_owned(), source },
         }
+    }
+}
+
+/// Why a TLS connection to a server failed ([`Error::Tls`]).
+///
+/// `zookeeper-client` reports every one of these only as a server it could not reach; the
+/// session tells them apart by probing each server with a handshake of its own (see
+/// `recipes/security.md`). The first two are what the client's TLS library found; the two
+/// about the client certificate are inferred from the alert the server sent; the last two
+/// from what the server answered to each protocol.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsProblem {
+    /// The server's certificate is not signed by a trusted CA certificate (or is expired,
+    /// revoked, or otherwise invalid).
+    UntrustedServerCertificate,
+    /// The server's certificate does not name the host it was reached by.
+    HostnameMismatch,
+    /// The server requires a client certificate and none was given.
+    ClientCertificateRequired,
+    /// The server rejected the client certificate given.
+    ClientCertificateRejected,
+    /// The session connected without TLS to a port that serves only TLS.
+    ServerRequiresTls,
+    /// The session connected with TLS to a port that serves only plaintext.
+    ServerIsPlaintext,
+}
+
+impl fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UntrustedServerCertificate => "the server's certificate is not trusted",
+            Self::HostnameMismatch => "the server's certificate is for another host name",
+            Self::ClientCertificateRequired => "the server requires a client certificate",
+            Self::ClientCertificateRejected => "the server rejected the client certificate",
+            Self::ServerRequiresTls => "the server's port requires TLS",
+            Self::ServerIsPlaintext => "the server's port does not speak TLS",
+        })
     }
 }
 

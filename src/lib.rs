@@ -61,7 +61,13 @@
 //!   (labels `recipe` = `lock`/`read`/`write`/`latch`/`lease`/`semaphore_gate`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
 //!   (`recipe`), `zk_recipes_losses_total` (`recipe`, `reason`),
 //!   `zk_recipes_session_state_changes_total` (`state`).
-//! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`).
+//! - `tls`: TLS to the servers' client ports ([`TlsConfig`], [`SessionBuilder::tls`]): rustls,
+//!   PEM certificates and keys from text or files, rotated certificate files picked up without
+//!   a restart. With `testing`, the harness starts TLS servers.
+//! - `sasl`: SASL DIGEST-MD5 authentication ([`SessionBuilder::sasl_digest`]). With `testing`,
+//!   the harness starts servers that require it.
+//! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`),
+//!   with `tls` and `sasl`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
@@ -88,7 +94,7 @@ mod token;
 
 pub use zookeeper_client as zk;
 
-pub use crate::error::{Error, LossReason};
+pub use crate::error::{Error, LossReason, TlsProblem};
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::{Mutex, MutexGuard};
@@ -96,5 +102,8 @@ pub use crate::path::validate_recipe_path;
 pub use crate::queue::FencedWrite;
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use crate::session::TlsConfig;
 pub use crate::session::{Session, SessionBuilder, SessionState, SessionStates};
 pub use crate::token::{FencingToken, ParseTokenError};

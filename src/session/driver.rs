@@ -7,24 +7,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+#[cfg(feature = "tls")]
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use zookeeper_client as zk;
 
+use super::probe::{self, Endpoint};
+#[cfg(feature = "tls")]
+use super::tls::Tls;
 use super::{Background, Moment, SessionState, Shared, liveness};
 use crate::error::Error;
+
+/// SASL DIGEST-MD5 credentials.
+#[derive(Clone)]
+pub(crate) struct SaslCredentials {
+    pub(crate) user: String,
+    #[cfg_attr(not(feature = "sasl"), allow(dead_code))]
+    pub(crate) password: String,
+}
+
+impl std::fmt::Debug for SaslCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslCredentials").field("user", &self.user).finish_non_exhaustive()
+    }
+}
 
 /// Everything needed to establish a ZooKeeper session, again after expiry.
 #[derive(Debug)]
 pub(super) struct ConnectConfig {
     pub(super) servers: String,
+    /// The servers of `servers`, for probing them after a failed connect.
+    pub(super) endpoints: Vec<Endpoint>,
     pub(super) session_timeout: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) liveness_margin: Duration,
     pub(super) jute_max_buffer: usize,
     pub(super) digest: Option<(String, String)>,
     pub(super) acls: Vec<zk::Acl>,
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<std::sync::Arc<Tls>>,
+    pub(super) sasl: Option<SaslCredentials>,
 }
 
 /// The pause before trying to establish a session again after a round of every server failed.
@@ -37,10 +61,26 @@ impl ConnectConfig {
         let deadline = tokio::time::Instant::now().checked_add(self.connect_timeout);
         let unreachable = || Error::Unreachable { servers: self.servers.clone(), timeout: self.connect_timeout };
         loop {
-            let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
+            // Each attempt tries every server once and says so (`NoHosts`), rather than
+            // cycling through them until the session timeout: between attempts, the servers
+            // are probed for a misconfiguration the client cannot tell from an outage.
+            let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout).with_fail_eagerly();
             if let Some((user, password)) = &self.digest {
                 connector = connector.with_auth("digest", format!("{user}:{password}").as_bytes());
             }
+            #[cfg(feature = "sasl")]
+            if let Some(sasl) = &self.sasl {
+                connector = connector.with_sasl(zk::SaslOptions::digest_md5(sasl.user.clone(), sasl.password.clone()));
+            }
+            #[cfg(feature = "tls")]
+            let attempt = match &self.tls {
+                Some(tls) => {
+                    tls.refresh();
+                    connector.with_tls(tls.options()).secure_connect(&self.servers).boxed()
+                }
+                None => connector.connect(&self.servers).boxed(),
+            };
+            #[cfg(not(feature = "tls"))]
             let attempt = connector.connect(&self.servers);
             let answer = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, attempt).await,
@@ -57,6 +97,11 @@ impl ConnectConfig {
                 // so that servers that fail fast are not stormed.
                 Ok(Err(zk::Error::Timeout | zk::Error::NoHosts | zk::Error::ConnectionLoss)) => {
                     let pause = tokio::time::Instant::now() + RETRY_PAUSE;
+                    let budget =
+                        deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    if let Some(error) = probe::diagnose(&self.endpoints, self.tls(), budget).await {
+                        return Err(error);
+                    }
                     if let Some(deadline) = deadline.filter(|&deadline| pause >= deadline) {
                         tokio::time::sleep_until(deadline).await;
                         return Err(unreachable());
@@ -64,8 +109,38 @@ impl ConnectConfig {
                     tokio::time::sleep_until(pause).await;
                 }
                 Err(_) => return Err(unreachable()),
+                Ok(Err(zk::Error::AuthFailed)) => return Err(self.auth_failed()),
                 Ok(Err(err)) => return Err(Error::zk("/", err)),
             }
+        }
+    }
+
+    /// What the server's `AuthFailed` means, given the credentials: the client reports a
+    /// rejected SASL handshake and a session closed for want of authentication alike.
+    fn auth_failed(&self) -> Error {
+        match &self.sasl {
+            Some(sasl) => Error::SaslRejected { user: sasl.user.clone() },
+            // A server's stock digest provider accepts any digest credentials, and only
+            // servers that enforce authentication close an unauthenticated session.
+            None => Error::AuthRequired,
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<&Tls> {
+        self.tls.as_deref()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls(&self) -> Option<&probe::Tls> {
+        None
+    }
+
+    /// Picks up replaced certificate files for the next handshake (see `tls.rs`).
+    pub(super) fn refresh_tls(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.refresh();
         }
     }
 
@@ -181,6 +256,8 @@ impl Driver {
                         // First thing, before anything that could stall: what is answered from
                         // here on may come from a new connection (see liveness.rs).
                         self.shared.connection(generation, false);
+                        // The client reconnects on its own: new certificates must be in place.
+                        self.shared.config.refresh_tls();
                     }
                     state = next;
                 }
@@ -192,6 +269,7 @@ impl Driver {
                 }
                 _ = beats.tick() => {
                     announced = self.shared.announce_lapse(generation, announced);
+                    self.shared.config.refresh_tls();
                     if beat.is_none() {
                         // Only the leader can cause a sync's answer: see liveness.rs.
                         beat = Some(Heartbeat { sent: Moment::now(), answer: Box::pin(client.sync("/")) });
@@ -235,7 +313,14 @@ impl Driver {
             .without_max_times();
         let retrying = attempt
             .retry(backoff)
-            .when(|err| !matches!(err, Error::AuthFailed | Error::InvalidServers { .. }))
+            // Credentials the servers rejected would be rejected again; TLS problems are retried,
+            // since certificate files may be fixed while the session waits.
+            .when(|err| {
+                !matches!(
+                    err,
+                    Error::AuthFailed | Error::InvalidServers { .. } | Error::SaslRejected { .. } | Error::AuthRequired
+                )
+            })
             .notify(|err, delay| tracing::warn!(error = %err, retry_in = ?delay, "no new ZooKeeper session yet"));
         tokio::select! {
             connected = retrying => connected.inspect_err(|err| tracing::error!(error = %err, "giving up")).ok(),

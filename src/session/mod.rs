@@ -4,7 +4,10 @@
 mod clock;
 mod driver;
 mod liveness;
+mod probe;
 mod servers;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -16,8 +19,10 @@ use tokio::sync::{mpsc, watch};
 use zookeeper_client as zk;
 
 pub(crate) use self::clock::Moment;
-use self::driver::{ConnectConfig, Driver};
+use self::driver::{ConnectConfig, Driver, SaslCredentials};
 use self::liveness::Liveness;
+#[cfg(feature = "tls")]
+pub use self::tls::TlsConfig;
 use crate::error::{Error, LossReason};
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -363,7 +368,7 @@ impl Session {
         // What the server counts against jute.maxbuffer: the request header (xid, type), the
         // path (with a chroot, protected prefix `_c_<uuid>-` and marker), the data and the ACL
         // vector, each with a 4-byte length, and the flags.
-        let chroot = config.servers.find('/').map_or(0, |at| config.servers.len() - at);
+        let chroot = servers::chroot(&config.servers).len();
         let path = chroot + dir.len() + 1 + "_c_".len() + 36 + 1 + marker.len();
         let acls: usize = config.acls.iter().map(|acl| 4 + 4 + acl.scheme().len() + 4 + acl.id().len()).sum();
         let fixed = 8 + (4 + path) + 4 + (4 + acls) + 4;
@@ -467,6 +472,9 @@ pub struct SessionBuilder {
     jute_max_buffer: usize,
     digest: Option<(String, String)>,
     acls: Option<Vec<zk::Acl>>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsConfig>,
+    sasl: Option<SaslCredentials>,
 }
 
 impl Default for SessionBuilder {
@@ -478,20 +486,25 @@ impl Default for SessionBuilder {
             jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
             digest: None,
             acls: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            sasl: None,
         }
     }
 }
 
 impl fmt::Debug for SessionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionBuilder")
-            .field("session_timeout", &self.session_timeout)
+        let mut f = f.debug_struct("SessionBuilder");
+        f.field("session_timeout", &self.session_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("liveness_margin", &self.liveness_margin)
             .field("jute_max_buffer", &self.jute_max_buffer)
             .field("digest_user", &self.digest.as_ref().map(|(user, _)| user))
-            .field("acls", &self.acls)
-            .finish()
+            .field("acls", &self.acls);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls);
+        f.field("sasl_user", &self.sasl.as_ref().map(|sasl| &sasl.user)).finish()
     }
 }
 
@@ -518,9 +531,30 @@ impl SessionBuilder {
         self
     }
 
-    /// ACLs for the nodes recipes create (default: open to anyone, as Curator does).
-    /// For example `zk::Acls::creator_all().to_vec()` with [`digest`](SessionBuilder::digest)
-    /// credentials keeps other users from deleting them.
+    /// Connects with TLS (feature `tls`): every server of the connect string is reached with
+    /// TLS, except those marked `tcp://` (`"zk1:2281,zk2:2281,tcp://zk3:2181"`). The files of
+    /// `config` are read at [`connect`](SessionBuilder::connect) and again whenever they change,
+    /// for the next connection; see [`TlsConfig`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// SASL DIGEST-MD5 credentials to authenticate the session with (feature `sasl`): the
+    /// user and password of the servers' JAAS `Server` section. The session's ACL identity is
+    /// then `sasl:<user>`.
+    #[cfg(feature = "sasl")]
+    pub fn sasl_digest(mut self, user: &str, password: &str) -> Self {
+        self.sasl = Some(SaslCredentials { user: user.to_owned(), password: password.to_owned() });
+        self
+    }
+
+    /// ACLs for the nodes recipes create, and for the missing parents they create (default:
+    /// open to anyone, as Curator does). For example `zk::Acls::creator_all().to_vec()` with
+    /// credentials — a TLS client certificate, SASL or [`digest`](SessionBuilder::digest) —
+    /// keeps sessions with other identities from creating contenders or deleting them; see
+    /// `recipes/security.md` for a recommended ACL.
     pub fn acls(mut self, acls: Vec<zk::Acl>) -> Self {
         self.acls = Some(acls);
         self
@@ -558,7 +592,11 @@ impl SessionBuilder {
     /// - [`Error::InvalidOption`] for a session timeout of zero or beyond `i32::MAX`
     ///   milliseconds, or a liveness margin that leaves no proof of liveness;
     /// - [`Error::Unreachable`] if no session is established within the connect timeout;
-    /// - [`Error::AuthFailed`] if the server rejects the credentials.
+    /// - [`Error::Tls`] as soon as every server that could be reached failed the TLS
+    ///   handshake, or speaks TLS to a session without it (see [`TlsProblem`](crate::TlsProblem));
+    /// - [`Error::TlsConfig`] if the certificates or key cannot be read or used;
+    /// - [`Error::SaslRejected`] if the servers reject the SASL credentials;
+    /// - [`Error::AuthRequired`] if the servers require SASL authentication and none was given.
     ///
     /// # Cancel safety
     ///
@@ -575,14 +613,25 @@ impl SessionBuilder {
                 ),
             });
         }
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(tls::Tls::new).transpose()?.map(Arc::new);
+        #[cfg(feature = "tls")]
+        let secure = tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let secure = false;
+        let servers = servers::normalize(servers, secure)?;
         let config = ConnectConfig {
-            servers: servers::normalize(servers)?,
+            endpoints: servers::endpoints(&servers, secure),
+            servers,
             session_timeout: self.session_timeout,
             connect_timeout: self.connect_timeout,
             liveness_margin: self.liveness_margin,
             jute_max_buffer: self.jute_max_buffer,
             digest: self.digest,
             acls: self.acls.unwrap_or_else(|| zk::Acls::anyone_all().to_vec()),
+            #[cfg(feature = "tls")]
+            tls,
+            sasl: self.sasl,
         };
         let started = Moment::now();
         let client = config.connect().await?;

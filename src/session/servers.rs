@@ -4,6 +4,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::probe::Endpoint;
 use crate::error::Error;
 use crate::path::path_problem;
 
@@ -12,23 +13,34 @@ const DEFAULT_PORT: u16 = 2181;
 
 /// `servers` as `host:port,host:port[/chroot]`: each server trimmed of whitespace and given
 /// a port (2181 if it had none), IPv6 addresses in brackets (`[::1]:2181`), empty entries
-/// dropped, an optional `tcp://` prefix removed, and a `/chroot` suffix kept if it is a valid
-/// ZooKeeper path (a chroot of `/` alone is no chroot, as in the Java client).
+/// dropped, and a `/chroot` suffix kept if it is a valid ZooKeeper path (a chroot of `/`
+/// alone is no chroot, as in the Java client).
+///
+/// With `tls` (a session configured for TLS), a server is reached with TLS unless marked
+/// `tcp://`, which is kept; `tcp+tls://` is dropped as what goes without saying. Without,
+/// `tcp://` is dropped and `tcp+tls://` is an error: there are no certificates to use.
 ///
 /// # Errors
 ///
 /// [`Error::NoServers`] if no server is named; [`Error::InvalidServers`] saying what is wrong
 /// with the first entry that is malformed, or with the chroot.
-pub(crate) fn normalize(servers: &str) -> Result<String, Error> {
+pub(crate) fn normalize(servers: &str, tls: bool) -> Result<String, Error> {
     let invalid = |reason: String| Error::InvalidServers { servers: servers.to_owned(), reason };
     let entries: Vec<&str> = servers.split(',').map(str::trim).filter(|entry| !entry.is_empty()).collect();
     let mut hosts = Vec::with_capacity(entries.len());
     let mut chroot = None;
     for (i, entry) in entries.iter().enumerate() {
-        if entry.starts_with("tcp+tls://") {
-            return Err(invalid(format!("{entry:?}: TLS connections (tcp+tls://) are not supported")));
-        }
-        let entry = entry.strip_prefix("tcp://").unwrap_or(entry);
+        let (entry, prefix) = match (entry.strip_prefix("tcp+tls://"), entry.strip_prefix("tcp://")) {
+            (Some(_), _) if !tls => {
+                return Err(invalid(format!(
+                    "{entry:?}: a TLS server (tcp+tls://) needs TLS certificates (SessionBuilder::tls, or --tls-ca)"
+                )));
+            }
+            (Some(rest), _) => (rest, ""),
+            (None, Some(rest)) if tls => (rest, "tcp://"),
+            (None, Some(rest)) => (rest, ""),
+            (None, None) => (*entry, ""),
+        };
         let (address, root) = match entry.find('/') {
             Some(at) => (entry[..at].trim_end(), Some(&entry[at..])),
             None => (entry, None),
@@ -48,13 +60,38 @@ pub(crate) fn normalize(servers: &str) -> Result<String, Error> {
                 1 => reason.to_owned(),
                 _ => format!("{address:?}: {reason}"),
             };
-            hosts.push(server(address).map_err(|reason| invalid(named(reason)))?);
+            hosts.push(prefix.to_owned() + &server(address).map_err(|reason| invalid(named(reason)))?);
         }
     }
     if hosts.is_empty() {
         return Err(Error::NoServers);
     }
     Ok(hosts.join(",") + chroot.unwrap_or(""))
+}
+
+/// The servers of a connect string made by [`normalize`] with `tls` as given, and whether
+/// each is reached with TLS.
+pub(crate) fn endpoints(normalized: &str, tls: bool) -> Vec<Endpoint> {
+    normalized
+        .split(',')
+        .filter_map(|entry| {
+            let (entry, secure) = match entry.strip_prefix("tcp://") {
+                Some(rest) => (rest, false),
+                None => (entry, tls),
+            };
+            let address = entry.split('/').next().unwrap_or(entry);
+            let (host, port) = address.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(Endpoint { host: host.to_owned(), port: port.parse().ok()?, tls: secure })
+        })
+        .collect()
+}
+
+/// The chroot of a connect string made by [`normalize`], or `""`.
+pub(crate) fn chroot(normalized: &str) -> &str {
+    let last = normalized.rsplit(',').next().unwrap_or(normalized);
+    let last = last.strip_prefix("tcp://").unwrap_or(last);
+    last.find('/').map_or("", |at| &last[at..])
 }
 
 /// One server, `host`, `host:port`, `[ipv6]` or `[ipv6]:port`, as `host:port`; or what is
@@ -107,6 +144,10 @@ fn check_host_name(host: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    fn normalize(servers: &str) -> Result<String, Error> {
+        super::normalize(servers, false)
+    }
+
     fn reason(servers: &str) -> String {
         match normalize(servers) {
             Err(Error::InvalidServers { servers: given, reason }) => {
@@ -137,6 +178,19 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_a_server_marked_tcp_stays_plaintext() {
+        let normalized = super::normalize("tcp+tls://zk1:1,tcp://zk2,zk3:3/app", true).unwrap();
+        assert_eq!(normalized, "zk1:1,tcp://zk2:2181,zk3:3/app");
+        let found: Vec<_> = endpoints(&normalized, true).into_iter().map(|e| (e.host, e.port, e.tls)).collect();
+        let expected = [("zk1", 1, true), ("zk2", 2181, false), ("zk3", 3, true)];
+        assert_eq!(found, expected.map(|(h, p, t)| (h.to_owned(), p, t)));
+        assert_eq!(chroot(&normalized), "/app");
+        assert_eq!(chroot("zk1:1,tcp://zk2:2"), "");
+        let plain = endpoints("[::1]:5,zk2:6", false);
+        assert_eq!((plain[0].host.as_str(), plain[0].port, plain[0].tls), ("::1", 5, false));
+    }
+
+    #[test]
     fn no_server_at_all_is_no_servers() {
         for servers in ["", " ", ",", " , ", "/chroot", ",/chroot"] {
             assert_eq!(normalize(servers), Err(Error::NoServers), "{servers:?}");
@@ -159,7 +213,7 @@ mod tests {
         assert!(reason("zk1/app,zk2").contains("after the last server"));
         assert!(reason("zk1/app/").contains("must not end with '/'"));
         assert!(reason("zk1/a//b").contains("empty segment"));
-        assert!(reason("tcp+tls://zk1:1").contains("TLS"));
+        assert!(reason("tcp+tls://zk1:1").contains("TLS certificates"));
         assert!(reason("zk1:1,garbage:::").contains("\"garbage:::\""), "names the bad entry");
     }
 }

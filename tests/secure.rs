@@ -1,0 +1,158 @@
+//! Secured ensembles: TLS on the client port and SASL, against real servers the harness
+//! starts with generated certificates and a JAAS file; every way a secured connect can fail
+//! is its own error, within the connect timeout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use zk_recipes::testing::{ClientAuth, TestingCluster};
+use zk_recipes::{Error, Mutex, Session, SessionBuilder, TlsConfig, TlsProblem};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn cluster(builder: zk_recipes::testing::ClusterBuilder) -> TestingCluster {
+    common::init_tracing();
+    builder.start().await.expect("real ZooKeeper servers (see the message for how to install them)")
+}
+
+async fn tls_cluster(client_auth: ClientAuth) -> TestingCluster {
+    cluster(TestingCluster::builder().tls(client_auth)).await
+}
+
+/// The client settings the harness hands out for its TLS cluster: its CA and its client
+/// certificate.
+fn client_tls(cluster: &TestingCluster) -> TlsConfig {
+    let tls = cluster.tls().expect("a TLS cluster");
+    TlsConfig::ca_file(&tls.ca.cert_path).identity_files(&tls.client.cert_path, &tls.client.key_path)
+}
+
+fn builder() -> SessionBuilder {
+    Session::builder().connect_timeout(CONNECT_TIMEOUT)
+}
+
+/// Connects and expects a failure, well within the connect timeout.
+async fn connect_error(builder: SessionBuilder, servers: &str) -> Error {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(CONNECT_TIMEOUT * 2, builder.connect(servers)).await;
+    let error = match outcome {
+        Ok(Ok(session)) => panic!("connected to {servers}: {session:?}"),
+        Ok(Err(error)) => error,
+        Err(_) => panic!("the connect hung past twice its timeout"),
+    };
+    eprintln!("connect to {servers} failed after {:?}: {error}", started.elapsed());
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT,
+        "{error} came after {:?}, not within the connect timeout",
+        started.elapsed()
+    );
+    error
+}
+
+fn tls_problem(error: &Error) -> TlsProblem {
+    match error {
+        Error::Tls { problem, .. } => *problem,
+        other => panic!("expected a TLS error, got {other:?}: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_mutex_is_taken_and_released_over_tls_with_a_client_certificate() {
+    let cluster = tls_cluster(ClientAuth::Need).await;
+    let session = builder().tls(client_tls(&cluster)).connect(&cluster.connect_string()).await.unwrap();
+    let client = session.client().await.unwrap();
+    let users = client.list_auth_users().await.unwrap();
+    assert!(
+        users.iter().any(|u| u.scheme() == "x509" && u.user() == "CN=client"),
+        "the certificate's subject is the session's identity: {users:?}"
+    );
+    let guard = Mutex::new(&session, "/tls/mutex").unwrap().lock().await.unwrap();
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mutex_is_taken_over_sasl() {
+    let cluster = cluster(TestingCluster::builder().sasl_user("alice", "alice-secret")).await;
+    let (user, password) = cluster.sasl().expect("a SASL cluster").user();
+    let session = builder().sasl_digest(user, password).connect(&cluster.connect_string()).await.unwrap();
+    let client = session.client().await.unwrap();
+    let users = client.list_auth_users().await.unwrap();
+    assert!(users.iter().any(|u| u.scheme() == "sasl" && u.user() == "alice"), "{users:?}");
+    let guard = Mutex::new(&session, "/sasl/mutex").unwrap().lock().await.unwrap();
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_is_named() {
+    let cluster = tls_cluster(ClientAuth::None).await;
+    let other = cluster.tls().unwrap().foreign_ca("other-ca").unwrap();
+    let error = connect_error(builder().tls(TlsConfig::ca_file(&other.cert_path)), &cluster.connect_string()).await;
+    assert_eq!(tls_problem(&error), TlsProblem::UntrustedServerCertificate, "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&other.cert_path.display().to_string()), "names the CA file: {message}");
+    assert!(message.contains("--tls-ca"), "names the option: {message}");
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_name_is_a_hostname_mismatch() {
+    let cluster = tls_cluster(ClientAuth::None).await;
+    // The servers' certificates name 127.0.0.1 only.
+    let servers = format!("localhost:{}", cluster.address(0).port());
+    let ca = &cluster.tls().unwrap().ca.cert_path;
+    let error = connect_error(builder().tls(TlsConfig::ca_file(ca)), &servers).await;
+    assert_eq!(tls_problem(&error), TlsProblem::HostnameMismatch, "{error}");
+    assert!(error.to_string().contains("\"localhost\""), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_that_needs_a_client_certificate_says_so() {
+    let cluster = tls_cluster(ClientAuth::Need).await;
+    let ca = &cluster.tls().unwrap().ca.cert_path;
+    let error = connect_error(builder().tls(TlsConfig::ca_file(ca)), &cluster.connect_string()).await;
+    assert_eq!(tls_problem(&error), TlsProblem::ClientCertificateRequired, "{error}");
+    assert!(error.to_string().contains("--tls-cert"), "{error}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_an_untrusted_ca_is_rejected() {
+    let cluster = tls_cluster(ClientAuth::Need).await;
+    let tls = cluster.tls().unwrap();
+    let stranger = tls.foreign_ca("stranger-ca").unwrap().client("stranger").unwrap();
+    let config = TlsConfig::ca_file(&tls.ca.cert_path).identity_files(&stranger.cert_path, &stranger.key_path);
+    let error = connect_error(builder().tls(config), &cluster.connect_string()).await;
+    assert_eq!(tls_problem(&error), TlsProblem::ClientCertificateRejected, "{error}");
+    assert!(error.to_string().contains(&stranger.cert_path.display().to_string()), "names the file: {error}");
+}
+
+#[tokio::test]
+async fn a_plaintext_client_at_a_tls_port_is_told_to_use_tls() {
+    let cluster = tls_cluster(ClientAuth::Want).await;
+    let error = connect_error(builder(), &cluster.connect_string()).await;
+    assert_eq!(tls_problem(&error), TlsProblem::ServerRequiresTls, "{error}");
+    assert!(error.to_string().contains("--tls-ca"), "{error}");
+}
+
+#[tokio::test]
+async fn a_tls_client_at_a_plaintext_port_is_told_it_is_plaintext() {
+    let cluster = tls_cluster(ClientAuth::Want).await;
+    let error = connect_error(builder().tls(client_tls(&cluster)), &cluster.plaintext_connect_string()).await;
+    assert_eq!(tls_problem(&error), TlsProblem::ServerIsPlaintext, "{error}");
+    assert!(error.to_string().contains("secureClientPort"), "{error}");
+}
+
+#[tokio::test]
+async fn a_wrong_sasl_password_is_rejected() {
+    let cluster = cluster(TestingCluster::builder().sasl_user("alice", "alice-secret")).await;
+    let error = connect_error(builder().sasl_digest("alice", "wrong"), &cluster.connect_string()).await;
+    assert_eq!(error, Error::SaslRejected { user: "alice".into() });
+    let message = error.to_string();
+    assert!(message.contains("ZK_SASL_PASSWORD") && !message.contains("wrong"), "{message}");
+}
+
+#[tokio::test]
+async fn a_server_that_requires_sasl_says_so_to_a_session_without() {
+    let cluster = cluster(TestingCluster::builder().sasl_user("alice", "alice-secret")).await;
+    let error = connect_error(builder(), &cluster.connect_string()).await;
+    assert_eq!(error, Error::AuthRequired, "{error}");
+    assert!(error.to_string().contains("--sasl-user"), "{error}");
+}
