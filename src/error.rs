@@ -136,9 +136,11 @@ pub enum Error {
 
     /// The session lacks a permission the node's ACL requires.
     #[error(
-        "not allowed at {path}: the ACL there does not grant this session the permission the \
-         operation needs; connect with credentials the ACL accepts (SessionBuilder::digest) or \
-         change the ACL"
+        "not allowed at {path}: the ACL there does not grant this session's identity the permission \
+         the operation needs (joining a queue needs CREATE and DELETE, status needs READ); connect \
+         as an identity the ACL grants (a TLS client certificate, SASL or digest credentials: \
+         SessionBuilder::tls, sasl_digest or SessionBuilder::digest), or have the ACL changed \
+         (see recipes/security.md)"
     )]
     NoAuth {
         /// The path where permission was denied.

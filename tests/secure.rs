@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use zk_recipes::testing::{ClientAuth, TestingCluster};
-use zk_recipes::{Error, Mutex, Session, SessionBuilder, TlsConfig, TlsProblem};
+use futures_util::FutureExt;
+use zk_recipes::testing::{ClientAuth, Proxy, TestingCluster};
+use zk_recipes::{Error, Mutex, Session, SessionBuilder, SessionState, TlsConfig, TlsProblem};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -155,4 +156,47 @@ async fn a_server_that_requires_sasl_says_so_to_a_session_without() {
     let error = connect_error(builder(), &cluster.connect_string()).await;
     assert_eq!(error, Error::AuthRequired, "{error}");
     assert!(error.to_string().contains("--sasl-user"), "{error}");
+}
+
+#[tokio::test]
+async fn a_holder_whose_certificate_is_rotated_reconnects_with_the_new_one_and_keeps_its_lock() {
+    let cluster = tls_cluster(ClientAuth::Need).await;
+    let tls = cluster.tls().unwrap();
+    // A proxy in front of the server, so that the test can drop the holder's connection.
+    let proxy = Proxy::start(cluster.address(0)).await.unwrap();
+    let mut current = tls.ca.client("holder-v1").unwrap();
+    let config = TlsConfig::ca_file(&tls.ca.cert_path).identity_files(&current.cert_path, &current.key_path);
+    let session = builder().tls(config).connect(&proxy.address().to_string()).await.unwrap();
+    let guard = Mutex::new(&session, "/tls/rotation").unwrap().lock().await.unwrap();
+    assert_eq!(identities(&session, "x509").await, ["CN=holder-v1"]);
+
+    // The certificate manager replaces the files while the process holds the lock.
+    let next = tls.ca.client("holder-v2").unwrap();
+    current.replace_with(&next).unwrap();
+    common::eventually("the session to read the new files", Duration::from_secs(20), || async {
+        (!common::recorded("TLS certificate files changed: the next connection uses the new ones").is_empty())
+            .then_some(())
+    })
+    .await;
+
+    let mut states = session.states();
+    proxy.reset_connections();
+    let suspended = tokio::time::timeout(Duration::from_secs(20), states.changed()).await.unwrap();
+    assert_eq!(suspended, SessionState::Suspended);
+    let connected = tokio::time::timeout(Duration::from_secs(20), states.changed()).await.unwrap();
+    assert_eq!(connected, SessionState::Connected);
+
+    assert_eq!(
+        identities(&session, "x509").await,
+        ["CN=holder-v2"],
+        "the new connection presented the new certificate"
+    );
+    assert!(guard.lost().now_or_never().is_none(), "the holder kept its lock through the reconnect");
+    guard.release().await.unwrap();
+}
+
+/// The session's identities of `scheme`, as the server sees them.
+async fn identities(session: &Session, scheme: &str) -> Vec<String> {
+    let users = session.client().await.unwrap().list_auth_users().await.unwrap();
+    users.iter().filter(|u| u.scheme() == scheme).map(|u| u.user().to_owned()).collect()
 }
