@@ -1,6 +1,7 @@
 //! The command line: global connection options and one subcommand per recipe.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,11 @@ use clap::{Args, Parser, Subcommand};
 /// again on a new session (saying so on stderr), or with --no-wait or --timeout exits 1.
 ///
 /// Digest authentication: set ZK_DIGEST=user:password in the environment (never printed).
+/// SASL DIGEST-MD5: --sasl-user (or ZK_SASL_USER) with the password in ZK_SASL_PASSWORD, which
+/// is read from the environment only, never printed, and not passed on to CMD (nor is
+/// ZK_DIGEST). TLS: --tls-ca, and --tls-cert with --tls-key for servers that want a client
+/// certificate; certificate files replaced while the tool runs are used from the next
+/// connection on. A failed TLS handshake or authentication exits 1 with what to fix.
 #[derive(Debug, Parser)]
 #[command(name = "zk-recipes", version, max_term_width = 100)]
 pub struct Cli {
@@ -52,6 +58,23 @@ pub struct Cli {
     /// Give up connecting after this long (e.g. 5s): the tool fails closed, exit status 1.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", global = true)]
     pub connect_timeout: Duration,
+
+    /// Connect with TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, env = "ZK_TLS_CA", value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) to present, for servers that want one; needs --tls-key.
+    #[arg(long, env = "ZK_TLS_CERT", value_name = "FILE", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "ZK_TLS_KEY", value_name = "FILE", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Authenticate with SASL DIGEST-MD5 as this user; the password comes from the
+    /// environment variable ZK_SASL_PASSWORD only.
+    #[arg(long, env = "ZK_SASL_USER", value_name = "USER", global = true)]
+    pub sasl_user: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -98,6 +121,10 @@ pub enum Command {
         /// Number of servers.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
         nodes: u8,
+        /// Serve TLS on the client ports, with throw-away certificates (a CA, the servers' and
+        /// a client's), and print the environment lines that use them.
+        #[arg(long)]
+        tls: bool,
     },
 }
 

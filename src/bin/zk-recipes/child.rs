@@ -30,7 +30,8 @@ pub struct Child {
     changes: Stream,
 }
 
-/// Starts `command` with `env` added (and `ZK_DIGEST` removed), as the leader of a new process
+/// Starts `command` with `env` added (and the secrets `ZK_DIGEST` and `ZK_SASL_PASSWORD`
+/// removed), as the leader of a new process
 /// group, which it reports on `watchdog` (see `watchdog.rs`) before it runs; `terminal`, if
 /// given, becomes its terminal's foreground process group before it runs.
 ///
@@ -47,7 +48,12 @@ pub fn spawn(
     let changes = signal(SignalKind::child()).map_err(|e| format!("cannot follow the command: {e}"))?;
     let tool = getpid();
     let mut spawn = Command::new(program);
-    spawn.args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).env_remove("ZK_DIGEST").process_group(0);
+    spawn
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("ZK_DIGEST")
+        .env_remove("ZK_SASL_PASSWORD")
+        .process_group(0);
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe work is allowed, as the parent may have had other threads (holding
     // locks, the allocator's among them). It makes system calls only, on data captured

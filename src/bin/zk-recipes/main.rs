@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use futures_util::FutureExt;
-use zk_recipes::{Error, Session, SessionBuilder, inspect};
+use zk_recipes::{Error, Session, SessionBuilder, TlsConfig, inspect};
 
 use crate::args::{Cli, Command, Patience, Run};
 use crate::held::Recipe;
@@ -79,8 +79,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let builder = builder(&cli)?;
     let (recipe, run) = match cli.command {
-        Command::Sandbox { nodes } => {
-            return sandbox::serve(nodes).await.map(|()| 0).map_err(|e| Failure::new(FAILURE, e));
+        Command::Sandbox { nodes, tls } => {
+            return sandbox::serve(nodes, tls).await.map(|()| 0).map_err(|e| Failure::new(FAILURE, e));
         }
         Command::Status { path, json } => {
             let session = connect(&cli.servers, builder).await?;
@@ -121,6 +121,27 @@ fn builder(cli: &Cli) -> Result<SessionBuilder, Failure> {
         let (user, password) =
             digest.split_once(':').ok_or_else(|| Failure::new(USAGE, "ZK_DIGEST must be user:password"))?;
         builder = builder.digest(user, password);
+    }
+    if let Some(ca) = &cli.tls_ca {
+        let mut tls = TlsConfig::ca_file(ca);
+        if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+            tls = tls.identity_files(cert, key);
+        }
+        builder = builder.tls(tls);
+    } else if cli.tls_cert.is_some() {
+        return Err(Failure::new(
+            USAGE,
+            "--tls-cert needs --tls-ca (ZK_TLS_CA): the CA that signed the servers' certificates",
+        ));
+    }
+    if let Some(user) = &cli.sasl_user {
+        let password = std::env::var("ZK_SASL_PASSWORD").map_err(|_| {
+            Failure::new(
+                USAGE,
+                "--sasl-user (ZK_SASL_USER) needs the password in the environment variable ZK_SASL_PASSWORD",
+            )
+        })?;
+        builder = builder.sasl_digest(user, &password);
     }
     Ok(builder)
 }

@@ -65,7 +65,8 @@ pub struct Stopped {
     pub survivors: Vec<Pid>,
 }
 
-/// Runs `command` with `env` added to its environment (and `ZK_DIGEST` removed), in a process
+/// Runs `command` with `env` added to its environment (and the secrets `ZK_DIGEST` and
+/// `ZK_SASL_PASSWORD` removed), in a process
 /// group of its own, until it exits, or until `lost` resolves: then the group gets SIGTERM,
 /// and SIGKILL after `kill_after` if any of it is left, and this returns once the group is
 /// gone. SIGTERM, SIGHUP and SIGINT sent to the tool go to the group, each followed by
