@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use zk_recipes::testing::{ClientAuth, Proxy, TestingCluster};
-use zk_recipes::{Error, Mutex, Session, SessionBuilder, SessionState, TlsConfig, TlsProblem};
+use zk_recipes::{
+    Error, LeaderLatch, LeaderSelector, Mutex, ReadWriteLock, Semaphore, Session, SessionBuilder, SessionState,
+    TlsConfig, TlsProblem,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -199,4 +202,62 @@ async fn a_holder_whose_certificate_is_rotated_reconnects_with_the_new_one_and_k
 async fn identities(session: &Session, scheme: &str) -> Vec<String> {
     let users = session.client().await.unwrap().list_auth_users().await.unwrap();
     users.iter().filter(|u| u.scheme() == scheme).map(|u| u.user().to_owned()).collect()
+}
+
+/// Every recipe's acquire and release through `session`, with a second contender of the same
+/// identity taking over each mutual exclusion.
+async fn every_recipe_takes_turns(first: &Session, second: &Session, root: &str) {
+    let path = |name: &str| format!("{root}/{name}");
+    let guard = Mutex::new(first, &path("mutex")).unwrap().lock().await.unwrap();
+    assert!(Mutex::new(second, &path("mutex")).unwrap().try_lock().await.unwrap().is_none());
+    guard.release().await.unwrap();
+    Mutex::new(second, &path("mutex")).unwrap().try_lock().await.unwrap().expect("free again").release().await.unwrap();
+
+    let reader = ReadWriteLock::new(first, &path("rw")).unwrap().read().await.unwrap();
+    let other_reader = ReadWriteLock::new(second, &path("rw")).unwrap().read().await.unwrap();
+    assert!(ReadWriteLock::new(second, &path("rw")).unwrap().try_write().await.unwrap().is_none());
+    reader.release().await.unwrap();
+    other_reader.release().await.unwrap();
+    ReadWriteLock::new(second, &path("rw")).unwrap().write().await.unwrap().release().await.unwrap();
+
+    let lease = Semaphore::new(first, &path("sem"), 1).unwrap().acquire().await.unwrap();
+    assert!(Semaphore::new(second, &path("sem"), 1).unwrap().try_acquire().await.unwrap().is_none());
+    lease.release().await.unwrap();
+    Semaphore::new(second, &path("sem"), 1).unwrap().acquire().await.unwrap().release().await.unwrap();
+
+    let latch = LeaderLatch::new(first, &path("latch"), "first").unwrap().start().await.unwrap();
+    let term = latch.leadership().await.unwrap();
+    let follower = LeaderLatch::new(second, &path("latch"), "second").unwrap().start().await.unwrap();
+    assert_eq!(follower.participants().await.unwrap().len(), 2);
+    drop(term);
+    latch.close().await.unwrap();
+    follower.leadership().await.unwrap();
+    follower.close().await.unwrap();
+
+    let led = std::sync::atomic::AtomicBool::new(false);
+    LeaderSelector::new(second, &path("selector"), "second")
+        .unwrap()
+        .run(|_| async { led.store(true, std::sync::atomic::Ordering::SeqCst) })
+        .await
+        .unwrap();
+    assert!(led.into_inner(), "the selector led one term");
+}
+
+#[tokio::test]
+async fn every_recipe_acquires_and_releases_over_tls_on_an_ensemble() {
+    let cluster = cluster(TestingCluster::builder().size(3).tls(ClientAuth::Need)).await;
+    let first = builder().tls(client_tls(&cluster)).connect(&cluster.connect_string()).await.unwrap();
+    let second = builder().tls(client_tls(&cluster)).connect(&cluster.connect_string()).await.unwrap();
+    every_recipe_takes_turns(&first, &second, "/tls/recipes").await;
+}
+
+#[tokio::test]
+async fn every_recipe_acquires_and_releases_over_sasl_and_tls_together() {
+    let cluster = cluster(TestingCluster::builder().tls(ClientAuth::Want).sasl_user("alice", "alice-secret")).await;
+    let ca = &cluster.tls().unwrap().ca.cert_path;
+    let servers = cluster.connect_string();
+    let connect = || builder().tls(TlsConfig::ca_file(ca)).sasl_digest("alice", "alice-secret").connect(&servers);
+    let (first, second) = (connect().await.unwrap(), connect().await.unwrap());
+    assert_eq!(identities(&first, "sasl").await, ["alice"]);
+    every_recipe_takes_turns(&first, &second, "/sasl/recipes").await;
 }
