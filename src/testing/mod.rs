@@ -67,7 +67,7 @@ use tokio::sync::Mutex;
 use self::install::{Installation, Source};
 use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
-pub use self::peer::{Library, Peer, PeerContender, PeerRecipe};
+pub use self::peer::{Library, Peer, PeerContender, PeerRecipe, PeerSecurity};
 pub use self::proxy::{Fault, Link, Proxy};
 pub use self::secure::{CertifiedKey, ClientAuth, TestCa, TestSasl, TestTls};
 

@@ -88,6 +88,59 @@ impl PeerRecipe<'_> {
     }
 }
 
+/// How a Curator peer's contenders reach secured servers: ZooKeeper client system properties,
+/// as a JVM service would set them.
+///
+/// ```no_run
+/// # async fn example(cluster: &zk_recipes::testing::TestingCluster) -> Result<(), zk_recipes::testing::HarnessError> {
+/// use zk_recipes::testing::{Library, Peer, PeerSecurity};
+///
+/// let tls = cluster.tls().expect("a TLS cluster");
+/// let security = PeerSecurity::tls(&tls.ca.cert_path, Some(&tls.java_key_store(&tls.client)?));
+/// let curator = Peer::start_secured(Library::Curator, &cluster.connect_string(), &security).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PeerSecurity {
+    jvm_args: Vec<String>,
+    classpath: Vec<String>,
+}
+
+impl PeerSecurity {
+    /// TLS (`zookeeper.client.secure`, through Netty) trusting the PEM CA file `ca`, and
+    /// presenting the certificate and key of the PEM key store `key_store` if given (key and
+    /// certificate in one file: [`TestTls::java_key_store`](super::TestTls::java_key_store)).
+    pub fn tls(ca: &Path, key_store: Option<&Path>) -> Self {
+        let mut jvm_args = vec![
+            "-Dzookeeper.client.secure=true".to_owned(),
+            "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty".to_owned(),
+            format!("-Dzookeeper.ssl.trustStore.location={}", ca.display()),
+            "-Dzookeeper.ssl.trustStore.type=PEM".to_owned(),
+        ];
+        if let Some(key_store) = key_store {
+            jvm_args.push(format!("-Dzookeeper.ssl.keyStore.location={}", key_store.display()));
+            jvm_args.push("-Dzookeeper.ssl.keyStore.type=PEM".to_owned());
+        }
+        // The client's Netty socket needs the codec and resolver, which the Debian jar's
+        // manifest does not name.
+        let classpath = ["/usr/share/java/netty-codec.jar", "/usr/share/java/netty-resolver.jar"];
+        Self { jvm_args, classpath: classpath.map(str::to_owned).to_vec() }
+    }
+
+    /// SASL with the JAAS file `jaas`, whose `Client` section has the credentials
+    /// ([`TestSasl::java_client_jaas`](super::TestSasl::java_client_jaas)).
+    pub fn sasl(jaas: &Path) -> Self {
+        Self { jvm_args: vec![format!("-Djava.security.auth.login.config={}", jaas.display())], classpath: Vec::new() }
+    }
+
+    /// Both `self`'s settings and `other`'s.
+    pub fn and(mut self, other: PeerSecurity) -> Self {
+        self.jvm_args.extend(other.jvm_args);
+        self.classpath.extend(other.classpath);
+        self
+    }
+}
+
 /// Where a contender's lines go: answers to its commands, and leadership events apart, so
 /// that an event never passes for an answer.
 #[derive(Debug)]
@@ -120,8 +173,22 @@ impl Peer {
     /// Debian's Python or kazoo are missing; [`HarnessError::Peer`] when the process does not
     /// come up.
     pub async fn start(library: Library, connect_string: &str) -> Result<Self, HarnessError> {
-        let mut child = program(library)
-            .await?
+        Self::start_secured(library, connect_string, &PeerSecurity::default()).await
+    }
+
+    /// Starts a peer of `library` whose contenders connect to secured servers as `security`
+    /// says. Only Curator's peer connects to secured servers (through ZooKeeper's own client).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); [`HarnessError::Peer`] for a secured kazoo peer.
+    pub async fn start_secured(
+        library: Library,
+        connect_string: &str,
+        security: &PeerSecurity,
+    ) -> Result<Self, HarnessError> {
+        let mut program = program(library, security).await?;
+        let mut child = program
             .arg(connect_string)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -208,7 +275,7 @@ impl Peer {
     ///
     /// As [`start`](Self::start).
     pub async fn oneshot(library: Library, connect_string: &str, path: &str) -> Result<Command, HarnessError> {
-        let mut command = program(library).await?;
+        let mut command = program(library, &PeerSecurity::default()).await?;
         command.arg("--oneshot").arg(connect_string).arg(path);
         Ok(command)
     }
@@ -365,18 +432,25 @@ impl PeerContender {
 }
 
 /// The peer program of `library`, without its arguments.
-async fn program(library: Library) -> Result<Command, HarnessError> {
+async fn program(library: Library, security: &PeerSecurity) -> Result<Command, HarnessError> {
     Ok(match library {
         Library::Curator => {
             let classes = compiled_curator_peer().await?;
             let mut command = Command::new(java()?);
+            let mut classpath = vec![CURATOR_CLASSPATH.to_owned()];
+            classpath.extend(security.classpath.iter().cloned());
+            classpath.push(classes.display().to_string());
             command
                 .arg("-Xss512k")
                 .arg("-XX:+UseSerialGC")
+                .args(&security.jvm_args)
                 .arg("-cp")
-                .arg(format!("{CURATOR_CLASSPATH}:{}", classes.display()))
+                .arg(classpath.join(":"))
                 .arg("CuratorPeer");
             command
+        }
+        Library::Kazoo if !security.jvm_args.is_empty() => {
+            return Err(HarnessError::Peer("the kazoo peer does not connect to secured servers".into()));
         }
         Library::Kazoo => {
             if !Path::new(DEBIAN_PYTHON).is_file() {

@@ -208,6 +208,19 @@ impl TestTls {
         TestCa::new(&self.dir.join(name), name)
     }
 
+    /// A PEM key store (key and certificate in one file) of `cert`, as Java's ZooKeeper client
+    /// reads them (`zookeeper.ssl.keyStore.location`).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Io`] if the file cannot be written.
+    pub fn java_key_store(&self, cert: &CertifiedKey) -> Result<PathBuf, HarnessError> {
+        let path = cert.cert_path.with_extension("keystore.pem");
+        fs::write(&path, format!("{}{}", cert.key_pem, cert.cert_pem))
+            .map_err(|e| HarnessError::io("writing a key store", e))?;
+        Ok(path)
+    }
+
     /// The key store (certificate and key in one PEM file) and trust store of a member.
     pub(super) fn member_stores(&self, member: usize, names: &[&str]) -> Result<(PathBuf, PathBuf), HarnessError> {
         let server = self.ca.server(names)?;
@@ -263,6 +276,21 @@ impl TestSasl {
     pub fn user(&self) -> (&str, &str) {
         let (user, password) = &self.users[0];
         (user, password)
+    }
+
+    /// A JAAS file whose `Client` section logs Java's ZooKeeper client in as `user`
+    /// (`java.security.auth.login.config`).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Io`] if the file cannot be written.
+    pub fn java_client_jaas(&self, user: &str, password: &str) -> Result<PathBuf, HarnessError> {
+        let jaas = format!(
+            "Client {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  username=\"{user}\"\n  password=\"{password}\";\n}};\n"
+        );
+        let path = self.jaas_path.with_file_name(format!("client-{user}.jaas"));
+        fs::write(&path, jaas).map_err(|e| HarnessError::io("writing a JAAS file", e))?;
+        Ok(path)
     }
 
     /// The `zoo.cfg` settings.

@@ -7,6 +7,8 @@ mod driver;
 mod leader;
 mod mutex;
 mod rwlock;
+#[cfg(all(feature = "tls", feature = "sasl"))]
+mod secure;
 mod semaphore;
 
 use std::time::Duration;
