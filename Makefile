@@ -30,11 +30,11 @@ unit:
 	$(CARGO) nextest run --locked --all-features --all-targets
 	$(CARGO) test --locked --all-features --doc
 
-## Against Curator, kazoo, zookeeper-client and the raw floor, in interleaved rounds; writes
-## target/bench.json. `make bench ARGS="--only contended"` runs one benchmark.
+## Against Curator, kazoo, zookeeper-client and the raw floor, and TLS beside plaintext, in
+## interleaved rounds; writes target/bench.json. `make bench ARGS="--only contended"` runs one benchmark.
 bench: deps
 	$(CARGO) build --quiet --release --locked --features cli --bin zk-recipes
-	$(CARGO) run --quiet --release --locked --example bench -- $(ARGS)
+	$(CARGO) run --quiet --release --locked --features tls --example bench -- $(ARGS)
 
 ## Faults against a 3-node ensemble for DURATION (default 10m): leader kills, quorum loss, frozen
 ## holders, partitions, connection resets, cancelled waits. SEED=N replays a fault schedule.

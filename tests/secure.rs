@@ -261,3 +261,18 @@ async fn every_recipe_acquires_and_releases_over_sasl_and_tls_together() {
     assert_eq!(identities(&first, "sasl").await, ["alice"]);
     every_recipe_takes_turns(&first, &second, "/sasl/recipes").await;
 }
+
+#[tokio::test]
+async fn a_connect_string_may_mark_plaintext_servers_among_tls_ones() {
+    let cluster = tls_cluster(ClientAuth::Want).await;
+    let plain = cluster.plaintext_connect_string();
+    let secure = cluster.connect_string();
+    // The same TLS settings reach the TLS port with TLS and a `tcp://` one without.
+    for (servers, identity) in [(secure.clone(), vec!["CN=client".to_owned()]), (format!("tcp://{plain}"), vec![])] {
+        let session = builder().tls(client_tls(&cluster)).connect(&servers).await.unwrap();
+        assert_eq!(identities(&session, "x509").await, identity, "{servers}");
+    }
+    let both = format!("tcp://{plain},{secure}");
+    let session = builder().tls(client_tls(&cluster)).connect(&both).await.unwrap();
+    Mutex::new(&session, "/tls/mixed").unwrap().lock().await.unwrap().release().await.unwrap();
+}

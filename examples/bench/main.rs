@@ -3,7 +3,8 @@
 //! machine noise falls on all alike. Prints one table per benchmark, with ratios, and writes
 //! everything as JSON to `target/bench.json`.
 //!
-//! Run with `cargo run --release --example bench [-- --rounds N --cycles N --quick]`; the CLI
+//! Run with `cargo run --release --features tls --example bench [-- --rounds N --cycles N
+//! --quick]` (without `tls`, the TLS comparison is left out and says so); the CLI
 //! comparison needs `cargo build --release --features cli --bin zk-recipes` first (the
 //! Makefile does both).
 
@@ -15,6 +16,8 @@ mod memory;
 mod oneshot;
 mod report;
 mod semaphore;
+#[cfg(feature = "tls")]
+mod tls;
 mod uncontended;
 
 use zk_recipes::testing::{Library, Peer, TestingCluster};
@@ -44,8 +47,8 @@ impl Options {
     }
 }
 
-const BENCHES: [&str; 8] =
-    ["uncontended", "contended", "deep", "semaphore", "failover", "oneshot", "memory", "heartbeat"];
+const BENCHES: [&str; 9] =
+    ["uncontended", "contended", "deep", "semaphore", "failover", "oneshot", "memory", "heartbeat", "tls"];
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -148,6 +151,13 @@ async fn main() -> Result<()> {
         if options.runs("heartbeat") {
             heartbeat::run(&ensemble, options, &mut report).await?;
         }
+    }
+
+    if options.runs("tls") {
+        #[cfg(feature = "tls")]
+        tls::run(options, &mut report).await?;
+        #[cfg(not(feature = "tls"))]
+        println!("\nTLS beside plaintext: skipped, built without feature tls (make bench enables it)");
     }
 
     report.write("target/bench.json")?;
