@@ -128,6 +128,17 @@ async fn sasl_takes_the_password_from_the_environment_only_and_keeps_it_from_the
     assert!(!env.contains("ZK_SASL_PASSWORD") && !env.contains(PASSWORD), "the password reached the command: {env}");
     assert!(!env.contains("ZK_DIGEST"), "{env}");
 
+    let status = tool(&cluster.connect_string())
+        .arg("--sasl-user")
+        .arg("alice")
+        .env("ZK_SASL_PASSWORD", PASSWORD)
+        .args(["status", "/cli/sasl"])
+        .spawn()
+        .unwrap();
+    let output = finish(status).await;
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains(PASSWORD) && !text(&output.stderr).contains(PASSWORD));
+
     let output = finish(
         tool(&cluster.connect_string())
             .arg("--sasl-user")
