@@ -33,6 +33,11 @@ pub(crate) trait Env {
     /// Whether the client's connection changed since the last request whose answer showed our
     /// node (the driver marks each [`Request`] that does, and [`Command::WatchOwn`]).
     fn reconnected(&mut self) -> bool;
+    /// An event of the watch on our own node that has arrived but not yet come in as
+    /// [`Input::OwnEvent`]: looked for once more as a decision is made, since ZooKeeper
+    /// delivers our node's deletion before anything that happened after it, and the driver may
+    /// be handed both at once.
+    fn own_event(&mut self) -> Option<NodeEvent>;
     /// How the session ended, if it has.
     fn ended(&self) -> Option<LossReason>;
     /// The session's id (`ephemeralOwner` of its nodes).
@@ -338,8 +343,10 @@ impl Attempt {
             (Phase::WaitingAhead { next_in_line }, Input::AheadFired(fired)) => match fired {
                 Ok(event) if event == zk::EventType::NodeDeleted && next_in_line => {
                     if self.still_ours(env, &mut out) {
-                        tracing::debug!("may proceed: the head left");
                         self.grant(env, &mut out);
+                        if matches!(out.last(), Some(Command::Done(Ok(true)))) {
+                            tracing::debug!("may proceed: the head left");
+                        }
                     }
                 }
                 Ok(_) => {
@@ -439,7 +446,9 @@ impl Attempt {
             Ok((owner, sequence)) => {
                 self.owner = Some(owner);
                 let Ok(sequence) = u32::try_from(sequence) else {
-                    let child = format!("{}{marker}{sequence}", self.prefix);
+                    // As the server names it: ten digits, or nineteen for a 64-bit sequence.
+                    let digits = if sequence <= i64::from(i32::MAX) { 10 } else { 19 };
+                    let child = format!("{}{marker}{sequence:0digits$}", self.prefix);
                     return self.fail(Error::SequenceOverflow { path: self.dir.clone(), child }, out);
                 };
                 // Name the node before anything else can fail, so that a drop deletes it by
@@ -515,6 +524,8 @@ impl Attempt {
             Err(err) => return self.fail(err, out),
         };
         self.remove_strays(&queue, out);
+        // Whether these children came with a watch: good for this decision only.
+        let watched = std::mem::take(&mut self.children_watched);
         let decision = self.role.rule().decide(&queue, position);
         if decision == Decision::Proceed {
             return self.grant(env, out);
@@ -534,7 +545,7 @@ impl Attempt {
             }
             // `children` came with a watch when the last wake-up listed them; otherwise list
             // again with one: the set may have changed since.
-            Decision::WaitForChildren if std::mem::take(&mut self.children_watched) => {
+            Decision::WaitForChildren if watched => {
                 self.wait_for_children(env, out);
             }
             Decision::WaitForChildren => self.list_watched(true, out),
@@ -560,6 +571,7 @@ impl Attempt {
             tracing::error!(node = %self.own_path(), owner = ?self.owner, "the node to proceed with is not this session's");
             return self.fail(Error::Lost { node: self.own_path(), reason: LossReason::SessionExpired }, out);
         }
+        self.look_at_own(env);
         match self.own {
             // The guard could not watch its node either: it would be lost on arrival.
             Watched::Refused => {
@@ -570,6 +582,9 @@ impl Attempt {
             Watched::Unset | Watched::Armed => {}
         }
         if env.proven() {
+            if !self.once {
+                tracing::debug!(position = self.last_position, "may proceed");
+            }
             return self.done(Ok(true), out);
         }
         tracing::debug!("may proceed, but the proof of liveness ran out; waiting for it to be renewed");
@@ -587,6 +602,7 @@ impl Attempt {
     /// head's arrives first. Across a reconnection that order is lost (the server reports what
     /// changed meanwhile in any order), so after one the shortcut lists instead.
     fn wait_for_change(&mut self, ahead: String, next_in_line: bool, env: &mut dyn Env, out: &mut Vec<Command>) {
+        self.look_at_own(env);
         match self.own {
             Watched::Unset => {
                 self.own = Watched::Armed;
@@ -597,6 +613,13 @@ impl Attempt {
         }
         out.push(Command::WatchAhead { path: ahead });
         self.phase = Phase::WaitingAhead { next_in_line };
+    }
+
+    /// Takes in an event of our node's watch that has arrived meanwhile.
+    fn look_at_own(&mut self, env: &mut dyn Env) {
+        if let Some(event) = env.own_event() {
+            self.own = self.own_fired(event);
+        }
     }
 
     /// What the watch on our own node reported, as the machine keeps it.
@@ -614,11 +637,15 @@ impl Attempt {
         self.own = Watched::Unset;
         match event {
             NodeEvent::Deleted => self.deleted(self.own_path(), env, out),
-            NodeEvent::Changed => self.list(out),
+            NodeEvent::Changed => {
+                tracing::debug!(position = self.last_position, "list contenders");
+                self.list(out);
+            }
             NodeEvent::SessionEnded => self.fail(ended(env.ended().unwrap_or(LossReason::SessionExpired)), out),
             // Without a watch on our node the shortcut has nothing to stand on: list every time.
             NodeEvent::Refused => {
                 self.own = Watched::Refused;
+                tracing::debug!(position = self.last_position, "list contenders");
                 self.list(out);
             }
         }
@@ -628,12 +655,14 @@ impl Attempt {
     /// listing: its watch has not fired, and no reconnection happened since the request whose
     /// answer last showed it. If not, it has listed (or failed).
     fn still_ours(&mut self, env: &mut dyn Env, out: &mut Vec<Command>) -> bool {
+        self.look_at_own(env);
         match self.own {
             Watched::Fired(event) => {
                 self.own_changed(event, env, out);
                 return false;
             }
             Watched::Refused => {
+                tracing::debug!(position = self.last_position, "list contenders");
                 self.list(out);
                 return false;
             }
@@ -641,6 +670,7 @@ impl Attempt {
         }
         if env.reconnected() {
             tracing::debug!("the head left, but the connection changed since our node was seen: listing");
+            tracing::debug!(position = self.last_position, "list contenders");
             self.list(out);
             return false;
         }
@@ -672,13 +702,17 @@ impl Attempt {
         match event {
             NodeEvent::Deleted => self.deleted(path, env, out),
             // Someone wrote to it: the listing after this wake-up shows nothing new.
-            NodeEvent::Changed => self.list_watched(false, out),
+            NodeEvent::Changed => {
+                tracing::debug!(position = self.last_position, "list contenders");
+                self.list_watched(false, out);
+            }
             // Only the semaphore's progress depends on this watch, not its safety (every lease
             // counts): wait without it.
             NodeEvent::Refused => {
                 if let Some((_, watched)) = &mut self.required {
                     *watched = Watched::Refused;
                 }
+                tracing::debug!(position = self.last_position, "list contenders");
                 self.list_watched(false, out);
             }
             NodeEvent::SessionEnded => self.fail(ended(env.ended().unwrap_or(LossReason::SessionExpired)), out),
@@ -755,5 +789,110 @@ pub(crate) fn ended(reason: LossReason) -> Error {
     match reason {
         LossReason::SessionClosed => Error::SessionClosed,
         _ => Error::SessionExpired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The world as the machine asks about it: a live session 7, proven alive.
+    struct World {
+        own_event: Option<NodeEvent>,
+    }
+
+    impl Env for World {
+        fn proven(&self) -> bool {
+            true
+        }
+        fn reconnected(&mut self) -> bool {
+            false
+        }
+        fn own_event(&mut self) -> Option<NodeEvent> {
+            self.own_event.take()
+        }
+        fn ended(&self) -> Option<LossReason> {
+            None
+        }
+        fn session_id(&self) -> i64 {
+            7
+        }
+        fn fresh_prefix(&mut self) -> String {
+            "_c_fresh-".to_owned()
+        }
+    }
+
+    const HEAD: &str = "_c_head-lock-0000000000";
+    const OURS: &str = "_c_ours-lock-0000000001";
+
+    /// An attempt queued right behind the head, waiting for it to leave.
+    fn behind_the_head(world: &mut World) -> Attempt {
+        let mut attempt = Attempt::new("/l", Role::Lock, false, None, "_c_ours-".to_owned());
+        assert_eq!(attempt.start(), [Command::Send(Request::CreateAndList { path: "/l/_c_ours-lock-".into() })]);
+        let listed = Ok((vec![HEAD.to_owned(), OURS.to_owned()], 5));
+        let commands = attempt.step(Input::CreatedAndListed { created: Ok((7, 1)), listed }, world);
+        let ahead = Command::WatchAhead { path: format!("/l/{HEAD}") };
+        assert_eq!(commands, [Command::Queued { children: 2 }, Command::WatchOwn, ahead]);
+        attempt
+    }
+
+    #[test]
+    fn the_next_in_line_proceeds_when_the_head_leaves_without_listing() {
+        let mut world = World { own_event: None };
+        let mut attempt = behind_the_head(&mut world);
+        let commands = attempt.step(Input::AheadFired(Ok(zk::EventType::NodeDeleted)), &mut world);
+        assert_eq!(commands, [Command::Done(Ok(true))]);
+        assert_eq!(attempt.granted().0, format!("/l/{OURS}"));
+    }
+
+    /// Our node's deletion, handed to the driver together with the head's: the phantom holder.
+    #[test]
+    fn a_waiter_whose_node_went_first_never_takes_the_shortcut() {
+        let mut world = World { own_event: None };
+        let mut attempt = behind_the_head(&mut world);
+        world.own_event = Some(NodeEvent::Deleted);
+        let commands = attempt.step(Input::AheadFired(Ok(zk::EventType::NodeDeleted)), &mut world);
+        let lost = Error::Lost { node: format!("/l/{OURS}"), reason: LossReason::NodeDeleted };
+        assert_eq!(commands, [Command::Done(Err(lost))]);
+    }
+
+    #[test]
+    fn a_try_behind_a_holder_gives_up_and_cleans_up_by_name() {
+        let mut attempt = Attempt::new("/l", Role::Lock, true, None, "_c_ours-".to_owned());
+        attempt.start();
+        let listed = Ok((vec![HEAD.to_owned(), OURS.to_owned()], 5));
+        let commands =
+            attempt.step(Input::CreatedAndListed { created: Ok((7, 1)), listed }, &mut World { own_event: None });
+        assert_eq!(commands, [Command::Queued { children: 2 }, Command::Done(Ok(false))]);
+        assert_eq!(attempt.cleanup_target(), Some(Target::Node(format!("/l/{OURS}"))));
+    }
+
+    #[test]
+    fn a_lost_create_reply_adopts_our_node_and_never_another_sessions() {
+        let mut world = World { own_event: None };
+        let mut attempt = Attempt::new("/l", Role::Lock, false, None, "_c_ours-".to_owned());
+        attempt.start();
+        let commands = attempt.step(
+            Input::CreatedAndListed { created: Err(zk::Error::ConnectionLoss), listed: Err(zk::Error::ConnectionLoss) },
+            &mut world,
+        );
+        assert_eq!(commands, [Command::Send(Request::SyncedList)]);
+        assert_eq!(attempt.cleanup_target(), Some(Target::Prefix { dir: "/l".into(), prefix: "_c_ours-".into() }));
+        // Another session's node carries our prefix (CURATOR-604): never adopted.
+        let commands = attempt.step(Input::SyncedListed(Ok(Some((vec![OURS.to_owned()], 5)))), &mut world);
+        assert_eq!(commands, [Command::Send(Request::Owner { path: format!("/l/{OURS}") })]);
+        let commands = attempt.step(Input::OwnerIs(Ok(Some(8))), &mut world);
+        let fresh = Command::Send(Request::CreateAndList { path: "/l/_c_fresh-lock-".into() });
+        assert_eq!(commands, [fresh]);
+        // Ours this time.
+        attempt.step(
+            Input::CreatedAndListed { created: Err(zk::Error::ConnectionLoss), listed: Err(zk::Error::ConnectionLoss) },
+            &mut world,
+        );
+        let ours = "_c_fresh-lock-0000000002".to_owned();
+        attempt.step(Input::SyncedListed(Ok(Some((vec![OURS.to_owned(), ours.clone()], 5)))), &mut world);
+        let commands = attempt.step(Input::OwnerIs(Ok(Some(7))), &mut world);
+        assert_eq!(commands[0], Command::Queued { children: 2 });
+        assert_eq!(attempt.granted().0, format!("/l/{ours}"));
     }
 }

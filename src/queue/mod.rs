@@ -30,7 +30,7 @@ use self::cleanup::{Target, synced_children};
 pub use self::fenced::FencedWrite;
 pub(crate) use self::holding::{Held, Holding};
 pub(crate) use self::role::Role;
-use self::watch::{NodeWatch, watch_node};
+use self::watch::{NodeEvent, NodeWatch, watch_node};
 use crate::error::{Error, LossReason};
 use crate::metrics;
 use crate::retry;
@@ -225,6 +225,7 @@ struct Facts<'a> {
     generation: u64,
     session_id: i64,
     seen_on: &'a mut zk::StateWatcher,
+    own_watch: &'a mut Option<NodeWatch>,
 }
 
 impl Env for Facts<'_> {
@@ -234,6 +235,12 @@ impl Env for Facts<'_> {
 
     fn reconnected(&mut self) -> bool {
         self.seen_on.changed().now_or_never().is_some()
+    }
+
+    fn own_event(&mut self) -> Option<NodeEvent> {
+        let event = self.own_watch.as_mut()?.as_mut().now_or_never()?;
+        *self.own_watch = None;
+        Some(event)
     }
 
     fn ended(&self) -> Option<LossReason> {
@@ -340,9 +347,18 @@ impl<'s> Contending<'s> {
                     Input::Listed(Ok((listed, None)))
                 }
             };
-            let mut facts =
-                Facts { session, generation, session_id: self.client.session_id().0, seen_on: &mut self.seen_on };
+            let mut facts = Facts {
+                session,
+                generation,
+                session_id: self.client.session_id().0,
+                seen_on: &mut self.seen_on,
+                own_watch: &mut self.own_watch,
+            };
             commands = self.machine.step(input, &mut facts);
+            // A watched listing's watcher is good for the decision on that listing only.
+            if !commands.contains(&Command::AwaitChildren) {
+                self.children = None;
+            }
         }
     }
 
