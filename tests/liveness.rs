@@ -9,7 +9,7 @@ use common::{children, count_is, observer, session, standalone};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use zk_recipes::testing::{Fault, Proxy, TestingCluster};
-use zk_recipes::{LeaderLatch, LossReason, Mutex, Semaphore, Session, SessionState};
+use zk_recipes::{Error, LeaderLatch, LossReason, Mutex, Semaphore, Session, SessionState};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -137,8 +137,26 @@ async fn overlap_after(
     let latch = LeaderLatch::new(&successor, "/cut/latch", "successor").unwrap();
     let follower = latch.start().await.unwrap();
     let observer = observer(&cluster.address(successor_member).to_string()).await;
-    let waiting_mutex = tokio::spawn(async move { mutex.lock().await.map(|guard| (Instant::now(), guard)) });
-    let waiting_lease = tokio::spawn(async move { semaphore.acquire().await.map(|lease| (Instant::now(), lease)) });
+    // The successors' own member leaves the ensemble for an election too: should that take
+    // longer than their session allows (on a loaded machine), their wait ends with the
+    // session (or the new one is not there yet), and they queue again, as a user would. The
+    // latch does so itself.
+    let waiting_mutex = tokio::spawn(async move {
+        loop {
+            match mutex.lock().await {
+                Err(Error::SessionExpired | Error::Unreachable { .. }) => continue,
+                acquired => break acquired.map(|guard| (Instant::now(), guard)),
+            }
+        }
+    });
+    let waiting_lease = tokio::spawn(async move {
+        loop {
+            match semaphore.acquire().await {
+                Err(Error::SessionExpired | Error::Unreachable { .. }) => continue,
+                acquired => break acquired.map(|lease| (Instant::now(), lease)),
+            }
+        }
+    });
     count_is(&observer, "/cut/mutex", 2).await;
     count_is(&observer, "/cut/latch", 2).await;
     count_is(&observer, "/cut/semaphore/leases", 2).await;

@@ -112,17 +112,30 @@ pub async fn proxied_session(cluster: &TestingCluster, timeout: Duration) -> (Pr
     (proxy, session)
 }
 
-/// A plain client for looking at the server's state behind the library's back.
+/// A plain client for looking at the server's state behind the library's back. Its session
+/// asks for the longest timeout the harness's servers grant: the client gives a connection up
+/// after 2/5 of it without an answer, and a loaded machine can stall a server for seconds.
 pub async fn observer(connect: &str) -> zk::Client {
-    zk::Client::connect(connect).await.expect("an observer client")
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(60))
+        .connect(connect)
+        .await
+        .expect("an observer client")
 }
 
-/// The children of `path` (none if it does not exist).
+/// The children of `path` (none if it does not exist). The observer's connection may be
+/// given up on a loaded machine, and the client then connects again: asked again until an
+/// answer comes.
 pub async fn children(client: &zk::Client, path: &str) -> Vec<String> {
-    match client.list_children(path).await {
-        Ok(children) => children,
-        Err(zk::Error::NoNode) => Vec::new(),
-        Err(err) => panic!("listing {path}: {err}"),
+    loop {
+        match client.list_children(path).await {
+            Ok(children) => return children,
+            Err(zk::Error::NoNode) => return Vec::new(),
+            Err(zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("listing {path}: {err}"),
+        }
     }
 }
 

@@ -26,7 +26,11 @@ async fn session(connect: &str) -> Session {
 
 /// A plain client to look at the tree with.
 async fn observer(connect: &str) -> zk::Client {
-    zk::Client::connect(connect).await.expect("an observer client")
+    zk::Client::connector()
+        .with_session_timeout(std::time::Duration::from_secs(60))
+        .connect(connect)
+        .await
+        .expect("an observer client")
 }
 
 /// A Curator or kazoo peer process; fails with the command that installs what is missing.
