@@ -60,7 +60,7 @@ pub(crate) enum Mode {
     Persistent,
     /// Deleted when its session ends; cannot have children.
     Ephemeral,
-    /// Persistent, but the server deletes it once it is empty again (not modelled yet).
+    /// Persistent, but the server deletes it once it is empty again (see [`Server::reapable`]).
     Container,
 }
 

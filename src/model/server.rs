@@ -16,6 +16,8 @@ pub(crate) struct Server {
     nodes: BTreeMap<Path, Node>,
     /// Never removed, so the next id is `len + 1`.
     sessions: BTreeMap<SessionId, Session>,
+    /// `znode.container.maxNeverUsedIntervalMs` set (default 0 = off): see [`Server::reapable`].
+    reap_never_used: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,7 +66,19 @@ impl Server {
             mode: Mode::Persistent,
             owner: 0,
         };
-        Self { zxid: 0, nodes: BTreeMap::from([("/".to_owned(), root)]), sessions: BTreeMap::new() }
+        Self {
+            zxid: 0,
+            nodes: BTreeMap::from([("/".to_owned(), root)]),
+            sessions: BTreeMap::new(),
+            reap_never_used: false,
+        }
+    }
+
+    /// Also reap containers that never had a child (ZooKeeper does so after
+    /// `znode.container.maxNeverUsedIntervalMs`; time is not modelled, so at any step).
+    pub(crate) fn reaping_never_used_containers(mut self) -> Self {
+        self.reap_never_used = true;
+        self
     }
 
     /// The zxid of the last transaction.
@@ -365,6 +379,28 @@ impl Server {
     pub(crate) fn outside_delete(&mut self, path: &str) -> Result<(), ZkError> {
         self.zxid += 1;
         self.delete(path, None)
+    }
+
+    /// Containers the server may delete at this step. `ContainerManager.getCandidates` takes
+    /// an empty container whose creation counter is `> 0`, i.e. that had a child (a fresh one
+    /// is kept so its creator can add the first child), and a never-used one only when
+    /// `maxNeverUsedIntervalMs` is set. A counter that wrapped negative is "never used" too.
+    pub(crate) fn reapable(&self) -> Vec<Path> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| {
+                node.mode == Mode::Container && node.children.is_empty() && (node.cversion > 0 || self.reap_never_used)
+            })
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// The server deletes a reapable container (a `deleteContainer` transaction), firing
+    /// watches like a delete. Panics if `path` is not in [`Server::reapable`].
+    pub(crate) fn reap(&mut self, path: &str) {
+        assert!(self.reapable().iter().any(|p| p == path), "{path} is not reapable");
+        self.zxid += 1;
+        self.remove(path);
     }
 
     fn session(&self, id: SessionId) -> &Session {

@@ -282,6 +282,33 @@ fn delete_checks_the_data_version() {
 }
 
 #[test]
+fn a_container_is_reapable_only_when_empty_after_having_had_children() {
+    let mut server = Server::new();
+    let s = server.open_session();
+    let w = server.open_session();
+    make(&mut server, s, "/c", Mode::Container, false);
+    make(&mut server, s, "/p", Mode::Persistent, false);
+    assert_eq!(server.reapable(), Vec::<Path>::new(), "a fresh container is kept for its first child");
+    assert_eq!(server.clone().reaping_never_used_containers().reapable(), ["/c"]);
+    let node = make(&mut server, s, "/c/x-", Mode::Ephemeral, true);
+    make(&mut server, s, "/p/x", Mode::Ephemeral, false);
+    assert_eq!(server.reapable(), Vec::<Path>::new(), "not while it has a child");
+    server.expire(s);
+    assert_eq!(server.stat(&node), None);
+    assert_eq!(server.reapable(), ["/c"], "only containers");
+    watch(&mut server, w, exists("/c"));
+    watch(&mut server, w, children("/"));
+    server.reap("/c");
+    assert_eq!(server.stat("/c"), None);
+    assert_eq!(server.outbox(w), [event(EventType::Deleted, "/c"), event(EventType::ChildrenChanged, "/")]);
+    assert_eq!(server.reapable(), Vec::<Path>::new());
+    // A counter that wrapped negative reads as never used (`cversion > 0` in ContainerManager).
+    make(&mut server, w, "/c", Mode::Container, false);
+    server.set_cversion("/c", -5);
+    assert_eq!(server.reapable(), Vec::<Path>::new());
+}
+
+#[test]
 fn an_outside_delete_fires_watches_and_bumps_the_reported_cversion() {
     let (mut server, s) = with_dir();
     let node = make(&mut server, s, "/q/x-", Mode::Ephemeral, true);
