@@ -37,6 +37,7 @@
 //! An ending session's ephemerals are deleted in path order in one transaction (ZooKeeper:
 //! one transaction too, in hash-set order).
 
+mod explore;
 mod server;
 #[cfg(test)]
 mod tests;
