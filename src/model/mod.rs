@@ -32,7 +32,7 @@
 //!
 //! The checker drives every client through one [`Contender`] interface: it hands each reply and
 //! event to the session's contender and applies the requests it returns. `peers` models the
-//! other libraries' locks (Curator's `InterProcessMutex`) that way.
+//! other libraries' locks (Curator's `InterProcessMutex`, kazoo's `Lock`) that way.
 //!
 //! # Chosen not to model
 //!

@@ -1,14 +1,15 @@
 //! The other libraries' locks as [`Contender`]s, so the checker can put them beside the engine
-//! on one path: Curator 5.4's `InterProcessMutex`, as `shared/research/protocols.md` §2.1–2.3
-//! describe it (checked against `CreateBuilderImpl`, `ZKPaths.mkdirs`, `LockInternals`,
-//! `StandardLockInternalsDriver` at `apache-curator-5.4.0`).
+//! on one path: Curator 5.4's `InterProcessMutex` and kazoo 2.8's `Lock`, as
+//! `shared/research/protocols.md` §2.1–2.3 and §3.1 describe them (checked against
+//! `CreateBuilderImpl`, `ZKPaths.mkdirs`, `LockInternals`, `StandardLockInternalsDriver` at
+//! `apache-curator-5.4.0`, and `kazoo/recipe/lock.py`, `KazooClient.ensure_path` at `2.8.0`).
 //!
-//! The client calls ZooKeeper synchronously, so it has at most one request in flight.
+//! Both clients call ZooKeeper synchronously, so each has at most one request in flight.
 //! A contender is bound to one session: a new session after expiry is not modelled, so
 //! `SessionExpired` ends the attempt as [`Status::Failed`] (Curator would retry in a new
-//! session). The retry policy is taken to allow every retry: the checker bounds the faults
-//! instead. Connection-state events (Curator wakes its waiter on each) are not modelled; they
-//! only cause an extra re-read.
+//! session; kazoo gives up). Both libraries' retry policies are taken to allow every retry:
+//! the checker bounds the faults instead. Connection-state events (Curator and kazoo wake
+//! their waiter on each) are not modelled; they only cause an extra re-read.
 
 use super::{Contender, Mode, Path, Reply, Request, RequestId, Status, WatchedEvent, ZkError};
 
@@ -63,7 +64,8 @@ fn delete(path: Path) -> Request {
 const CURATOR_LOCK_NAME: &str = "lock-";
 
 /// Curator's sort key (`standardFixForSorting`): what follows the last `lock-`, else the whole
-/// name.
+/// name. A kazoo `<hex>__lock__<seq>` has no `lock-`, so its hex prefix is compared with
+/// Curator's sequence digits.
 pub(crate) fn curator_sort_key(name: &str) -> &str {
     name.rfind(CURATOR_LOCK_NAME).map_or(name, |at| &name[at + CURATOR_LOCK_NAME.len()..])
 }
@@ -327,6 +329,261 @@ impl Contender for CuratorMutex {
             CuratorStep::Holding => Status::Holding { node: self.node_path() },
             CuratorStep::Releasing | CuratorStep::Released => Status::Released,
             CuratorStep::Failed => Status::Failed,
+            _ => Status::Waiting,
+        }
+    }
+}
+
+// kazoo.
+
+/// `Lock._NODE_NAME`, and its only `_EXCLUDE_NAMES` entry.
+const KAZOO_NODE_NAME: &str = "__lock__";
+
+/// kazoo's contender regex `(?:<patterns>)(-?\d{10})$`, searched: the captured sequence of the
+/// leftmost match, or `None` for a child kazoo does not count.
+pub(crate) fn kazoo_sequence<'a>(name: &'a str, patterns: &[String]) -> Option<&'a str> {
+    let sequence = |rest: &str| {
+        let digits = rest.strip_prefix('-').unwrap_or(rest);
+        digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    (0..name.len()).filter(|&at| name.is_char_boundary(at)).find_map(|at| {
+        patterns.iter().find_map(|pattern| {
+            let rest = name[at..].strip_prefix(pattern.as_str())?;
+            sequence(rest).then_some(rest)
+        })
+    })
+}
+
+/// kazoo's `Lock`: one `acquire()` (blocking, no timeout), then `release()` (§3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct KazooLock {
+    dir: Path,
+    /// `uuid4().hex + _NODE_NAME`, fixed for the Lock's life, reused across retries.
+    prefix: String,
+    /// `_EXCLUDE_NAMES` plus `extra_lock_patterns`.
+    patterns: Vec<String>,
+    assured_path: bool,
+    create_tried: bool,
+    /// `wake_event`: set by the predecessor's watch, cleared at the top of each loop turn.
+    woken: bool,
+    node: Option<String>,
+    step: KazooStep,
+    calls: Calls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KazooStep {
+    Idle,
+    /// `ensure_path`: `exists` up from the lock path (index into [`KazooLock::chain`]) until a
+    /// node exists, then a persistent create of each missing one down again.
+    EnsureExists(usize),
+    EnsureCreate(usize),
+    /// `_find_node` after a retry.
+    Finding,
+    Creating,
+    /// `_get_predecessor`.
+    Listing,
+    /// `get` with a watch on the predecessor.
+    Watching(Path),
+    /// In `wake_event.wait()`.
+    Waiting,
+    Holding,
+    /// `release()`'s delete, under `client.retry`.
+    Releasing,
+    Released,
+    Failed,
+}
+
+impl KazooLock {
+    /// A default `Lock` on `dir` whose `uuid4().hex` is `uuid_hex` (32 lowercase hex digits).
+    pub(crate) fn new(dir: &str, uuid_hex: &str) -> Self {
+        assert!(uuid_hex.len() == 32 && uuid_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        Self {
+            dir: dir.to_owned(),
+            prefix: format!("{uuid_hex}{KAZOO_NODE_NAME}"),
+            patterns: vec![KAZOO_NODE_NAME.to_owned()],
+            assured_path: false,
+            create_tried: false,
+            woken: false,
+            node: None,
+            step: KazooStep::Idle,
+            calls: Calls::default(),
+        }
+    }
+
+    /// `Lock(..., extra_lock_patterns=patterns)`.
+    pub(crate) fn with_extra_lock_patterns(mut self, patterns: &[&str]) -> Self {
+        self.patterns.extend(patterns.iter().map(|&pattern| pattern.to_owned()));
+        self
+    }
+
+    fn node_path(&self) -> Path {
+        child(&self.dir, self.node.as_deref().expect("our node is known"))
+    }
+
+    /// The lock path and its ancestors, up to `/`, as `ensure_path` recurses.
+    fn chain(&self) -> Vec<Path> {
+        let mut chain = vec![self.dir.clone()];
+        while let Some(at) = chain.last().filter(|path| *path != "/").and_then(|path| path.rfind('/')) {
+            let parent = if at == 0 { "/".to_owned() } else { chain.last().expect("nonempty")[..at].to_owned() };
+            chain.push(parent);
+        }
+        chain
+    }
+
+    /// `_inner_acquire`, from the top: what `KazooRetry` reruns after ConnectionLoss or
+    /// `ForceRetryError`.
+    fn inner_acquire(&mut self) -> Vec<(RequestId, Request)> {
+        if !self.assured_path {
+            return self.ensure_exists(0);
+        }
+        if self.create_tried {
+            self.step = KazooStep::Finding;
+            return self.calls.send(list(&self.dir));
+        }
+        self.create()
+    }
+
+    fn ensure_exists(&mut self, index: usize) -> Vec<(RequestId, Request)> {
+        self.step = KazooStep::EnsureExists(index);
+        let path = self.chain().swap_remove(index);
+        self.calls.send(Request::Exists { path, watch: false })
+    }
+
+    /// Creates `chain[index]`, or, below the lock path, is done ensuring.
+    fn ensure_create(&mut self, index: Option<usize>) -> Vec<(RequestId, Request)> {
+        let Some(index) = index else {
+            self.assured_path = true;
+            return self.inner_acquire();
+        };
+        self.step = KazooStep::EnsureCreate(index);
+        let path = self.chain().swap_remove(index);
+        self.calls.send(Request::Create { path, data: Vec::new(), mode: Mode::Persistent, sequential: false })
+    }
+
+    fn create(&mut self) -> Vec<(RequestId, Request)> {
+        self.create_tried = true;
+        self.step = KazooStep::Creating;
+        let path = child(&self.dir, &self.prefix);
+        self.calls.send(Request::Create { path, data: Vec::new(), mode: Mode::Ephemeral, sequential: true })
+    }
+
+    fn loop_top(&mut self) -> Vec<(RequestId, Request)> {
+        self.woken = false;
+        self.step = KazooStep::Listing;
+        self.calls.send(list(&self.dir))
+    }
+
+    fn watch(&mut self, predecessor: Path) -> Vec<(RequestId, Request)> {
+        let request = Request::GetData { path: predecessor.clone(), watch: true };
+        self.step = KazooStep::Watching(predecessor);
+        self.calls.send(request)
+    }
+
+    /// `_get_predecessor`: only children matching the patterns, stably sorted by their sequence
+    /// strings; the predecessor is the last one before ours.
+    fn turn(&self, names: &[String]) -> Turn {
+        let ours = self.node.as_deref().expect("our node is known");
+        if !names.iter().any(|name| name == ours) {
+            return Turn::Lost;
+        }
+        let mut contenders: Vec<(&str, &String)> =
+            names.iter().filter_map(|name| Some((kazoo_sequence(name, &self.patterns)?, name))).collect();
+        contenders.sort_by_key(|&(sequence, _)| sequence);
+        let before = contenders.iter().take_while(|(_, name)| *name != ours).last();
+        before.map_or(Turn::First, |(_, name)| Turn::Behind((*name).clone()))
+    }
+
+    fn fail(&mut self) -> Vec<(RequestId, Request)> {
+        self.step = KazooStep::Failed;
+        Vec::new()
+    }
+}
+
+impl Contender for KazooLock {
+    fn start(&mut self) -> Vec<(RequestId, Request)> {
+        assert_eq!(self.step, KazooStep::Idle, "start once");
+        self.inner_acquire()
+    }
+
+    fn on_reply(&mut self, id: RequestId, reply: Result<Reply, ZkError>) -> Vec<(RequestId, Request)> {
+        use KazooStep::*;
+        self.calls.answered(id);
+        match (self.step.clone(), reply) {
+            (Releasing, Err(ZkError::ConnectionLoss)) => {
+                let path = self.node_path();
+                self.calls.send(delete(path))
+            }
+            // NoNode is ignored; an expired session took the node along.
+            (Releasing, _) => {
+                self.step = Released;
+                Vec::new()
+            }
+            // `KazooRetry` retries ConnectionLoss, not SessionExpired (and on a dead session
+            // `_best_effort_cleanup` can do nothing).
+            (_, Err(ZkError::ConnectionLoss)) => self.inner_acquire(),
+
+            (EnsureExists(0), Ok(Reply::Exists(Some(_)))) => self.ensure_create(None),
+            (EnsureExists(index), Ok(Reply::Exists(Some(_)))) => self.ensure_create(Some(index - 1)),
+            (EnsureExists(index), Ok(Reply::Exists(None))) => self.ensure_exists(index + 1),
+            (EnsureCreate(index), Ok(Reply::Created { .. }) | Err(ZkError::NodeExists)) => {
+                self.ensure_create(index.checked_sub(1))
+            }
+            (Finding, Ok(Reply::Children { names, .. })) => {
+                match names.into_iter().find(|name| name.starts_with(&self.prefix)) {
+                    Some(found) => {
+                        self.node = Some(found);
+                        self.loop_top()
+                    }
+                    None => self.create(),
+                }
+            }
+            (Creating, Ok(Reply::Created { path, .. })) => {
+                self.node = Some(last_segment(&path));
+                self.loop_top()
+            }
+            (Listing, Ok(Reply::Children { names, .. })) => match self.turn(&names) {
+                // `ForceRetryError`.
+                Turn::Lost => self.inner_acquire(),
+                Turn::First => {
+                    self.step = Holding;
+                    Vec::new()
+                }
+                Turn::Behind(predecessor) => {
+                    let path = child(&self.dir, &predecessor);
+                    self.watch(path)
+                }
+            },
+            (Watching(_), Ok(Reply::Data { .. })) if !self.woken => {
+                self.step = Waiting;
+                Vec::new()
+            }
+            (Watching(_), Ok(Reply::Data { .. }) | Err(ZkError::NoNode)) => self.loop_top(),
+
+            // Not retried (e.g. NoNode when the lock path vanished, cf. kazoo #563): raised.
+            (_, Err(_)) => self.fail(),
+            (step, Ok(reply)) => unreachable!("{step:?} got {reply:?}"),
+        }
+    }
+
+    fn on_event(&mut self, _event: &WatchedEvent) -> Vec<(RequestId, Request)> {
+        self.woken = true;
+        if self.step == KazooStep::Waiting { self.loop_top() } else { Vec::new() }
+    }
+
+    fn release(&mut self) -> Vec<(RequestId, Request)> {
+        assert_eq!(self.step, KazooStep::Holding, "only the holder releases");
+        self.step = KazooStep::Releasing;
+        let path = self.node_path();
+        self.calls.send(delete(path))
+    }
+
+    fn status(&self) -> Status {
+        match self.step {
+            KazooStep::Idle => Status::Idle,
+            KazooStep::Holding => Status::Holding { node: self.node_path() },
+            KazooStep::Releasing | KazooStep::Released => Status::Released,
+            KazooStep::Failed => Status::Failed,
             _ => Status::Waiting,
         }
     }
