@@ -28,6 +28,12 @@
 //!   the watch staying armed. Not modelled: a recipe must re-read on any event anyway.)
 //! - Session expiry: [`Server::expire`], when the checker decides the timeout has passed.
 //!
+//! # Clients
+//!
+//! The checker drives every client through one [`Contender`] interface: it hands each reply and
+//! event to the session's contender and applies the requests it returns. `peers` models the
+//! other libraries' locks (Curator's `InterProcessMutex`, kazoo's `Lock`) that way.
+//!
 //! # Chosen not to model
 //!
 //! ACLs, quotas, TTL nodes, persistent and recursive watches, `multiRead`, the `/zookeeper`
@@ -37,11 +43,16 @@
 //! An ending session's ephemerals are deleted in path order in one transaction (ZooKeeper:
 //! one transaction too, in hash-set order).
 
+mod contender;
 mod explore;
+mod peers;
+#[cfg(test)]
+mod peers_tests;
 mod server;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use contender::{Contender, Status};
 pub(crate) use server::Server;
 
 /// An absolute znode path, `/` separated.
@@ -169,6 +180,9 @@ pub(crate) enum ZkError {
     SessionExpired,
     /// An invalid path, or deleting `/`.
     BadArguments,
+    /// Never sent by the server: the client's own failure of a request whose reply was lost
+    /// with the connection (see [`Server::disconnect`]); whether it took effect is unknown.
+    ConnectionLoss,
 }
 
 /// A node's metadata as a client sees it (`org.apache.zookeeper.data.Stat`, less times, ACL

@@ -172,7 +172,8 @@ impl Server {
     }
 
     /// The connection drops, the session lives on: the pending replies are lost (returned, in
-    /// order, for the client to fail with `ConnectionLoss`); events and watches stay.
+    /// order, for the client to fail with [`ZkError::ConnectionLoss`], not knowing whether the
+    /// requests took effect); events and watches stay.
     pub(crate) fn disconnect(&mut self, session: SessionId) -> Vec<RequestId> {
         let mut lost = Vec::new();
         self.session_mut(session).outbox.retain(|delivery| match delivery {
