@@ -73,6 +73,10 @@ mod guard;
 mod inspect;
 mod leader;
 mod metrics;
+/// A model of one ZooKeeper server as a plain value, for model-checking the queue protocol
+/// against every interleaving of a few contenders (tests only).
+#[cfg(test)]
+mod model;
 mod mutex;
 mod path;
 mod queue;
