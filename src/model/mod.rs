@@ -44,6 +44,7 @@
 //! one transaction too, in hash-set order).
 
 mod contender;
+mod engine;
 mod explore;
 mod peers;
 #[cfg(test)]

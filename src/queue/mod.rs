@@ -6,13 +6,13 @@
 //! Recipes differ only in their [`Role`]: the kind of node they write, and with it the rule
 //! they wait by (who may proceed, whom to wait for).
 
-mod attempt;
+pub(crate) mod attempt;
 pub(crate) mod children;
-mod cleanup;
+pub(crate) mod cleanup;
 mod fenced;
 mod holding;
 mod role;
-mod watch;
+pub(crate) mod watch;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,575 @@
+//! The engine's own [`Attempt`] machine, run against the model server: every interleaving of
+//! a few mutex contenders with outside deletes, expiries and lost replies.
+//!
+//! The adapter plays the part of the tokio driver in `queue/mod.rs`: it turns the machine's
+//! commands into model requests and watches, and what the server sends into the machine's
+//! inputs. Like the real client, it receives the session's deliveries in order, but it may
+//! step the ones it has received in any order (the driver polls its watches one after
+//! another, and a later one can be ready first): that is where the head-left shortcut must
+//! look at our node's watch once more.
+
+use zookeeper_client as zk;
+
+use super::explore::{Model, Violation};
+use super::{Delivery, EventType, Mode, Reply, Request, RequestId, Server, SessionId, SessionState, ZkError};
+use crate::error::{Error, LossReason};
+use crate::queue::Role;
+use crate::queue::attempt::{self, Attempt, Command, Env, Input};
+use crate::queue::cleanup::Target;
+use crate::queue::watch::NodeEvent;
+
+const DIR: &str = "/lock";
+
+/// What the adapter has received and not yet stepped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Ready {
+    Own(NodeEvent),
+    Ahead(Result<EventType, ZkError>),
+    /// The proof of liveness renewed (or the session ended): asked for only after expiry here.
+    Proof,
+    /// The answer to the one request in flight, as the machine takes it.
+    Answer(Answer),
+}
+
+/// An answer, kept hashable (the engine's errors are not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Answer {
+    CreatedAndListed { created: Result<(i64, i64), ZkError>, listed: Result<(Vec<String>, u64), ZkError> },
+    ParentsMade(Result<(), ZkError>),
+    SyncedListed(Result<Option<(Vec<String>, u64)>, ZkError>),
+    OwnerIs(Result<Option<i64>, ZkError>),
+    Listed(Result<(Vec<String>, Option<u64>), ZkError>),
+    Synced(Result<(), ZkError>),
+}
+
+/// What a request in flight is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Asked {
+    Create,
+    CreateList,
+    MakeParent { last: bool },
+    SyncFirst,
+    SyncedList,
+    Owner,
+    List { stat: bool, watch: bool },
+    Sync,
+    OwnWatch,
+    AheadWatch,
+    Cleanup,
+}
+
+/// What a contender believes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Belief {
+    Waiting,
+    Holding { node: String },
+    Released,
+    Failed,
+}
+
+/// One contender: the machine, and the driver's part around it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Contender {
+    machine: Attempt,
+    session: SessionId,
+    next_id: u32,
+    /// Requests in flight: what each is for, and the request, to send again after a loss.
+    asked: Vec<(RequestId, Asked, Request)>,
+    /// A create's reply kept until its listing's arrives.
+    created: Option<Result<(i64, i64), ZkError>>,
+    ready: Vec<Ready>,
+    own: Option<String>,
+    ahead: Option<String>,
+    /// A reconnection since the last request that showed our node.
+    reconnected: bool,
+    /// Our node's deletion was received (stepped or not).
+    own_deleted_seen: bool,
+    /// It was granted after that.
+    phantom: bool,
+    belief: Belief,
+}
+
+impl Contender {
+    fn new(index: usize, session: SessionId) -> Self {
+        let machine = Attempt::new(DIR, Role::Lock, false, None, format!("_c_{index}-"));
+        Self {
+            machine,
+            session,
+            next_id: 0,
+            asked: Vec::new(),
+            created: None,
+            ready: Vec::new(),
+            own: None,
+            ahead: None,
+            reconnected: false,
+            own_deleted_seen: false,
+            phantom: false,
+            belief: Belief::Waiting,
+        }
+    }
+}
+
+/// The machine's view of the world, from the adapter.
+struct Facts<'a> {
+    ready: &'a mut Vec<Ready>,
+    reconnected: &'a mut bool,
+    session: SessionId,
+    expired: bool,
+}
+
+impl Env for Facts<'_> {
+    fn proven(&self) -> bool {
+        // No clock here: a live session is proven (the proof's timing is tested against real
+        // servers); an expired one is not.
+        !self.expired
+    }
+    fn reconnected(&mut self) -> bool {
+        std::mem::take(self.reconnected)
+    }
+    fn own_event(&mut self) -> Option<NodeEvent> {
+        let at = self.ready.iter().position(|r| matches!(r, Ready::Own(_)))?;
+        let Ready::Own(event) = self.ready.remove(at) else { unreachable!("found above") };
+        Some(event)
+    }
+    fn ended(&self) -> Option<LossReason> {
+        self.expired.then_some(LossReason::SessionExpired)
+    }
+    fn session_id(&self) -> i64 {
+        self.session.0 as i64
+    }
+    fn fresh_prefix(&mut self) -> String {
+        format!("_c_{}x-", self.session.0)
+    }
+}
+
+/// A few contenders on one mutex, and the faults the checker may inject.
+pub(crate) struct Mutexes {
+    pub(crate) contenders: usize,
+    pub(crate) outside_deletes: u8,
+    pub(crate) expiries: u8,
+    pub(crate) disconnects: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct World {
+    server: Server,
+    contenders: Vec<Contender>,
+    faults: (u8, u8, u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// The client of contender `i` receives its session's oldest delivery.
+    Receive(usize),
+    /// Contender `i`'s driver steps the `k`-th input it has received.
+    Step(usize, usize),
+    Release(usize),
+    OutsideDelete(String),
+    Expire(usize),
+    Disconnect(usize),
+}
+
+impl World {
+    fn send(&mut self, i: usize, asked: Asked, request: Request) {
+        let contender = &mut self.contenders[i];
+        let id = RequestId(contender.next_id);
+        contender.next_id += 1;
+        contender.asked.push((id, asked, request.clone()));
+        let _ = self.server.apply(contender.session, id, request);
+    }
+
+    fn expired(&self, i: usize) -> bool {
+        self.server.session_state(self.contenders[i].session) != SessionState::Live
+    }
+
+    fn run(&mut self, i: usize, commands: Vec<Command>) {
+        for command in commands {
+            let own_path = || self.contenders[i].machine.own_path();
+            match command {
+                Command::Send(ask) => self.ask(i, ask),
+                Command::WatchOwn => {
+                    let path = own_path();
+                    self.contenders[i].own = Some(path.clone());
+                    self.contenders[i].reconnected = false;
+                    self.send(i, Asked::OwnWatch, Request::Exists { path, watch: true });
+                }
+                Command::WatchAhead { path } => {
+                    self.contenders[i].ahead = Some(path.clone());
+                    self.send(i, Asked::AheadWatch, Request::GetData { path, watch: true });
+                }
+                Command::WatchRequired { .. } => unreachable!("a mutex requires no other node"),
+                Command::AwaitChildren => unreachable!("a mutex waits on the node ahead"),
+                // A live session is always proven here: only an expired one waits, and learns.
+                Command::AwaitProof => self.contenders[i].ready.push(Ready::Proof),
+                Command::RemoveStray { path } => self.send(i, Asked::Cleanup, Request::Delete { path, version: None }),
+                Command::Queued { .. } => {}
+                Command::Done(Ok(true)) => {
+                    let (node, _, _) = self.contenders[i].machine.granted();
+                    self.contenders[i].phantom = self.contenders[i].own_deleted_seen;
+                    self.contenders[i].belief = Belief::Holding { node };
+                    self.contenders[i].machine.forget();
+                }
+                Command::Done(_) => {
+                    self.contenders[i].belief = Belief::Failed;
+                    self.clean_up(i);
+                }
+            }
+        }
+    }
+
+    /// What the driver's drop does: delete whatever node the attempt may have.
+    fn clean_up(&mut self, i: usize) {
+        match self.contenders[i].machine.cleanup_target() {
+            Some(Target::Node(path)) => {
+                self.send(i, Asked::Cleanup, Request::Delete { path, version: None });
+            }
+            Some(Target::Prefix { dir, prefix }) => {
+                // The background cleanup lists and deletes by prefix; modelled as done at once.
+                for child in self.server.children(&dir).into_iter().filter(|c| c.starts_with(&prefix)) {
+                    let path = format!("{dir}/{child}");
+                    self.send(i, Asked::Cleanup, Request::Delete { path, version: None });
+                }
+            }
+            None => {}
+        }
+        self.contenders[i].machine.forget();
+    }
+
+    fn ask(&mut self, i: usize, ask: attempt::Request) {
+        let marks = matches!(
+            ask,
+            attempt::Request::CreateAndList { .. } | attempt::Request::SyncedList | attempt::Request::List { .. }
+        );
+        if marks {
+            self.contenders[i].reconnected = false;
+        }
+        match ask {
+            attempt::Request::CreateAndList { path } => {
+                let create = Request::Create { path, data: Vec::new(), mode: Mode::Ephemeral, sequential: true };
+                self.send(i, Asked::Create, create);
+                self.send(i, Asked::CreateList, Request::GetChildren { path: DIR.into(), watch: false });
+            }
+            attempt::Request::MakeParents => {
+                self.send(i, Asked::MakeParent { last: true }, container(DIR));
+            }
+            attempt::Request::SyncedList => {
+                self.send(i, Asked::SyncFirst, Request::Sync { path: DIR.into() });
+                self.send(i, Asked::SyncedList, Request::GetChildren { path: DIR.into(), watch: false });
+            }
+            attempt::Request::Owner { path } => self.send(i, Asked::Owner, Request::Exists { path, watch: false }),
+            attempt::Request::List { stat, watch } => {
+                self.send(i, Asked::List { stat, watch }, Request::GetChildren { path: DIR.into(), watch })
+            }
+            attempt::Request::Sync { .. } => self.send(i, Asked::Sync, Request::Sync { path: "/".into() }),
+        }
+    }
+
+    /// The client receives one delivery of contender `i`'s session.
+    fn receive(&mut self, i: usize) {
+        let delivery = self.server.deliver(self.contenders[i].session).expect("a delivery");
+        match delivery {
+            Delivery::Reply { request, result } => self.answered(i, request, result),
+            Delivery::Event(event) => {
+                let contender = &mut self.contenders[i];
+                let kind = event.kind;
+                if contender.own.as_deref() == Some(event.path.as_str()) {
+                    contender.own = None;
+                    let own = if kind == EventType::Deleted { NodeEvent::Deleted } else { NodeEvent::Changed };
+                    contender.own_deleted_seen |= own == NodeEvent::Deleted;
+                    contender.ready.push(Ready::Own(own));
+                } else if contender.ahead.as_deref() == Some(event.path.as_str()) {
+                    contender.ahead = None;
+                    contender.ready.push(Ready::Ahead(Ok(kind)));
+                }
+            }
+        }
+    }
+
+    fn answered(&mut self, i: usize, request: RequestId, result: Result<Reply, ZkError>) {
+        let contender = &mut self.contenders[i];
+        let Some(at) = contender.asked.iter().position(|(id, ..)| *id == request) else { return };
+        let (_, asked, sent) = contender.asked.remove(at);
+        // Everything but a create is sent again after a connection loss, as the driver's
+        // `resend`, the watches' retries and the background cleanup do; a lost create is the
+        // machine's to recover.
+        if result == Err(ZkError::ConnectionLoss) && !matches!(asked, Asked::Create | Asked::CreateList) {
+            return self.send(i, asked, sent);
+        }
+        let ready = match (asked, result) {
+            (Asked::Create, created) => {
+                contender.created = Some(created.map(|reply| match reply {
+                    Reply::Created { path, stat } => (stat.ephemeral_owner as i64, sequence(&path)),
+                    other => unreachable!("{other:?}"),
+                }));
+                return;
+            }
+            (Asked::CreateList, listed) => {
+                let created = contender.created.take().expect("the create's reply came first");
+                Ready::Answer(Answer::CreatedAndListed { created, listed: listed.map(children_and_epoch) })
+            }
+            (Asked::MakeParent { .. }, made) => Ready::Answer(Answer::ParentsMade(match made {
+                Ok(_) | Err(ZkError::NodeExists) => Ok(()),
+                Err(err) => Err(err),
+            })),
+            (Asked::SyncFirst, _) => return,
+            (Asked::SyncedList, listed) => Ready::Answer(Answer::SyncedListed(match listed {
+                Ok(reply) => Ok(Some(children_and_epoch(reply))),
+                Err(ZkError::NoNode) => Ok(None),
+                Err(err) => Err(err),
+            })),
+            (Asked::Owner, owner) => Ready::Answer(Answer::OwnerIs(owner.map(|reply| match reply {
+                Reply::Exists(stat) => stat.map(|s| s.ephemeral_owner as i64),
+                other => unreachable!("{other:?}"),
+            }))),
+            (Asked::List { stat, .. }, listed) => Ready::Answer(Answer::Listed(listed.map(|reply| {
+                let (names, epoch) = children_and_epoch(reply);
+                (names, stat.then_some(epoch))
+            }))),
+            (Asked::Sync, synced) => Ready::Answer(Answer::Synced(synced.map(drop))),
+            (Asked::OwnWatch, Ok(Reply::Exists(None))) => {
+                contender.own = None;
+                contender.own_deleted_seen = true;
+                Ready::Own(NodeEvent::Deleted)
+            }
+            (Asked::OwnWatch, Ok(_)) => return,
+            (Asked::OwnWatch, Err(_)) => {
+                contender.own = None;
+                Ready::Own(NodeEvent::SessionEnded)
+            }
+            (Asked::AheadWatch, Err(ZkError::NoNode)) => {
+                contender.ahead = None;
+                Ready::Ahead(Ok(EventType::Deleted))
+            }
+            (Asked::AheadWatch, Ok(_)) => return,
+            (Asked::AheadWatch, Err(err)) => {
+                contender.ahead = None;
+                Ready::Ahead(Err(err))
+            }
+            (Asked::Cleanup, _) => return,
+        };
+        self.contenders[i].ready.push(ready);
+    }
+
+    /// Contender `i`'s driver steps its `k`-th received input.
+    fn step(&mut self, i: usize, k: usize) {
+        let ready = self.contenders[i].ready.remove(k);
+        let input = match ready {
+            Ready::Own(event) => Input::OwnEvent(event),
+            Ready::Ahead(fired) => Input::AheadFired(fired.map(event_type).map_err(error)),
+            Ready::Proof if self.expired(i) => Input::Proven(Err(LossReason::SessionExpired)),
+            Ready::Proof => Input::Proven(Ok(())),
+            Ready::Answer(answer) => match answer {
+                Answer::CreatedAndListed { created, listed } => {
+                    Input::CreatedAndListed { created: created.map_err(zk_error), listed: listed.map_err(zk_error) }
+                }
+                Answer::ParentsMade(made) => Input::ParentsMade(made.map_err(error)),
+                Answer::SyncedListed(listed) => Input::SyncedListed(listed.map_err(error)),
+                Answer::OwnerIs(owner) => Input::OwnerIs(owner.map_err(error)),
+                Answer::Listed(listed) => Input::Listed(listed.map_err(error)),
+                Answer::Synced(synced) => Input::Synced(synced.map_err(error)),
+            },
+        };
+        if !matches!(self.contenders[i].belief, Belief::Waiting) {
+            return;
+        }
+        let expired = self.expired(i);
+        let contender = &mut self.contenders[i];
+        let mut facts = Facts {
+            ready: &mut contender.ready,
+            reconnected: &mut contender.reconnected,
+            session: contender.session,
+            expired,
+        };
+        let commands = contender.machine.step(input, &mut facts);
+        // As the driver does: the watch ahead is dropped, fired or not, once the machine no
+        // longer waits on it.
+        if !contender.machine.waits_ahead() {
+            contender.ahead = None;
+            contender.ready.retain(|r| !matches!(r, Ready::Ahead(_)));
+            contender.asked.retain(|(_, asked, _)| *asked != Asked::AheadWatch);
+        }
+        self.run(i, commands);
+    }
+}
+
+fn container(path: &str) -> Request {
+    Request::Create { path: path.into(), data: Vec::new(), mode: Mode::Container, sequential: false }
+}
+
+fn sequence(path: &str) -> i64 {
+    path[path.len() - 10..].trim_start_matches('0').parse::<i64>().unwrap_or(0)
+}
+
+fn children_and_epoch(reply: Reply) -> (Vec<String>, u64) {
+    match reply {
+        Reply::Children { names, stat } => (names, stat.czxid as u64),
+        other => unreachable!("{other:?}"),
+    }
+}
+
+fn event_type(kind: EventType) -> zk::EventType {
+    match kind {
+        EventType::Created => zk::EventType::NodeCreated,
+        EventType::Deleted => zk::EventType::NodeDeleted,
+        EventType::DataChanged => zk::EventType::NodeDataChanged,
+        EventType::ChildrenChanged => zk::EventType::NodeChildrenChanged,
+    }
+}
+
+fn zk_error(err: ZkError) -> zk::Error {
+    match err {
+        ZkError::NoNode => zk::Error::NoNode,
+        ZkError::NodeExists => zk::Error::NodeExists,
+        ZkError::NotEmpty => zk::Error::NotEmpty,
+        ZkError::BadVersion => zk::Error::BadVersion,
+        ZkError::NoChildrenForEphemerals => zk::Error::NoChildrenForEphemerals,
+        ZkError::SessionExpired => zk::Error::SessionExpired,
+        ZkError::BadArguments => zk::Error::BadArguments(&"bad arguments"),
+        ZkError::ConnectionLoss => zk::Error::ConnectionLoss,
+    }
+}
+
+fn error(err: ZkError) -> Error {
+    match err {
+        ZkError::SessionExpired => Error::SessionExpired,
+        other => Error::zk(DIR, zk_error(other)),
+    }
+}
+
+impl World {
+    fn holders(&self) -> Vec<(usize, &str)> {
+        self.contenders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.belief {
+                Belief::Holding { node } => Some((i, node.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Model for Mutexes {
+    type State = World;
+    type Action = Action;
+
+    fn init(&self) -> Vec<World> {
+        let mut server = Server::new();
+        let sessions: Vec<SessionId> = (0..self.contenders).map(|_| server.open_session()).collect();
+        let contenders = sessions.iter().enumerate().map(|(i, &s)| Contender::new(i, s)).collect();
+        let mut world = World { server, contenders, faults: (self.outside_deletes, self.expiries, self.disconnects) };
+        for i in 0..self.contenders {
+            let commands = world.contenders[i].machine.start();
+            world.run(i, commands);
+        }
+        vec![world]
+    }
+
+    fn actions(&self, world: &World, actions: &mut Vec<Action>) {
+        for (i, contender) in world.contenders.iter().enumerate() {
+            if !world.server.outbox(contender.session).is_empty() {
+                actions.push(Action::Receive(i));
+            }
+            actions.extend((0..contender.ready.len()).map(|k| Action::Step(i, k)));
+            if matches!(contender.belief, Belief::Holding { .. }) {
+                actions.push(Action::Release(i));
+            }
+            if world.faults.1 > 0 && !world.expired(i) {
+                actions.push(Action::Expire(i));
+            }
+            let replies = world.server.outbox(contender.session).iter().any(|d| matches!(d, Delivery::Reply { .. }));
+            if world.faults.2 > 0 && replies {
+                actions.push(Action::Disconnect(i));
+            }
+        }
+        if world.faults.0 > 0 {
+            for child in world.server.children(DIR) {
+                actions.push(Action::OutsideDelete(format!("{DIR}/{child}")));
+            }
+        }
+    }
+
+    fn next(&self, world: &World, action: &Action) -> Option<World> {
+        let mut next = world.clone();
+        match action {
+            Action::Receive(i) => next.receive(*i),
+            Action::Step(i, k) => next.step(*i, *k),
+            Action::Release(i) => {
+                let Belief::Holding { node } = std::mem::replace(&mut next.contenders[*i].belief, Belief::Released)
+                else {
+                    return None;
+                };
+                next.send(*i, Asked::Cleanup, Request::Delete { path: node, version: None });
+            }
+            Action::OutsideDelete(path) => {
+                next.faults.0 -= 1;
+                next.server.outside_delete(path).ok()?;
+            }
+            Action::Expire(i) => {
+                next.faults.1 -= 1;
+                next.server.expire(next.contenders[*i].session);
+                // The client hears of the expiry: its watches end with the session.
+                let contender = &mut next.contenders[*i];
+                if contender.own.take().is_some() {
+                    contender.ready.push(Ready::Own(NodeEvent::SessionEnded));
+                }
+                if contender.ahead.take().is_some() {
+                    contender.ready.push(Ready::Ahead(Err(ZkError::SessionExpired)));
+                }
+            }
+            Action::Disconnect(i) => {
+                next.faults.2 -= 1;
+                let lost = next.server.disconnect(next.contenders[*i].session);
+                next.contenders[*i].reconnected = true;
+                for request in lost {
+                    next.answered(*i, request, Err(ZkError::ConnectionLoss));
+                }
+            }
+        }
+        Some(next)
+    }
+
+    fn check(&self, world: &World) -> Result<(), Violation> {
+        // Holders whose node exists (and so whose session lives): at most one.
+        let live: Vec<_> = world.holders().into_iter().filter(|(_, node)| world.server.stat(node).is_some()).collect();
+        if live.len() > 1 {
+            return Err(Violation::new("mutual exclusion", format!("{live:?}")));
+        }
+        // No holder was handed its guard after its client had received its node's deletion.
+        if let Some(phantom) = world.contenders.iter().position(|c| c.phantom) {
+            return Err(Violation::new("no guard for a deleted node", format!("contender {phantom}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+
+    #[test]
+    fn two_contenders_with_an_outside_delete_never_both_hold() {
+        let model = Mutexes { contenders: 2, outside_deletes: 1, expiries: 0, disconnects: 0 };
+        let report = explore(&model, Bounds { depth: 40, states: 2_000_000 });
+        assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
+        eprintln!("states {} depth {} complete {}", report.states, report.depth, report.complete);
+    }
+}
+
+#[cfg(test)]
+mod bigger {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+
+    #[test]
+    fn three_contenders_with_a_delete_an_expiry_and_a_lost_connection() {
+        let model = Mutexes { contenders: 3, outside_deletes: 1, expiries: 1, disconnects: 1 };
+        let report = explore(&model, Bounds { depth: 80, states: 3_000_000 });
+        eprintln!(
+            "states {} depth {} complete {} in {:?}",
+            report.states, report.depth, report.complete, report.elapsed
+        );
+        assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
+    }
+}
