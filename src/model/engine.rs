@@ -558,6 +558,28 @@ mod tests {
 }
 
 #[cfg(test)]
+mod negative_controls {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+    use crate::queue::attempt::mutation::{self, Mutation};
+
+    #[test]
+    fn without_a_second_look_at_our_node_the_checker_finds_the_phantom_holder() {
+        let model = Mutexes { contenders: 2, outside_deletes: 1, expiries: 0, disconnects: 0 };
+        let report = mutation::with(Mutation::NoSecondLookAtOwnNode, || {
+            explore(&model, Bounds { depth: 40, states: 2_000_000 })
+        });
+        let found = report.counterexample.expect("a counterexample");
+        assert_eq!(found.violation.property, "no guard for a deleted node", "{found:?}");
+        // The trace shows the deletion of the waiter's node, after the head's release.
+        let actions: Vec<&Action> = found.steps.iter().map(|(a, _)| a).collect();
+        let released = actions.iter().position(|a| matches!(a, Action::Release(_))).expect("a release");
+        let deleted = actions.iter().position(|a| matches!(a, Action::OutsideDelete(_))).expect("a delete");
+        assert!(released < deleted, "{found:?}");
+    }
+}
+
+#[cfg(test)]
 mod bigger {
     use super::super::explore::{Bounds, explore};
     use super::*;
@@ -565,7 +587,7 @@ mod bigger {
     #[test]
     fn three_contenders_with_a_delete_an_expiry_and_a_lost_connection() {
         let model = Mutexes { contenders: 3, outside_deletes: 1, expiries: 1, disconnects: 1 };
-        let report = explore(&model, Bounds { depth: 80, states: 3_000_000 });
+        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
             "states {} depth {} complete {} in {:?}",
             report.states, report.depth, report.complete, report.elapsed

@@ -617,6 +617,10 @@ impl Attempt {
 
     /// Takes in an event of our node's watch that has arrived meanwhile.
     fn look_at_own(&mut self, env: &mut dyn Env) {
+        #[cfg(test)]
+        if mutation::is(Mutation::NoSecondLookAtOwnNode) {
+            return;
+        }
         if let Some(event) = env.own_event() {
             self.own = self.own_fired(event);
         }
@@ -777,6 +781,38 @@ impl Attempt {
         }
     }
 }
+
+/// Deliberate defects, for the model checker's negative controls: a test switches one on for
+/// its own thread and expects a counterexample.
+#[cfg(test)]
+pub(crate) mod mutation {
+    use std::cell::Cell;
+
+    /// A defect the checker must catch.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Mutation {
+        /// Decide without looking at our node's watch once more (the phantom holder).
+        NoSecondLookAtOwnNode,
+    }
+
+    thread_local! {
+        static ACTIVE: Cell<Option<Mutation>> = const { Cell::new(None) };
+    }
+
+    /// Runs `f` with `mutation` on, on this thread.
+    pub(crate) fn with<T>(mutation: Mutation, f: impl FnOnce() -> T) -> T {
+        ACTIVE.with(|active| active.set(Some(mutation)));
+        let result = f();
+        ACTIVE.with(|active| active.set(None));
+        result
+    }
+
+    pub(crate) fn is(mutation: Mutation) -> bool {
+        ACTIVE.with(|active| active.get() == Some(mutation))
+    }
+}
+#[cfg(test)]
+use mutation::Mutation;
 
 /// The error for an attempt whose node someone else deleted.
 fn deleted(node: String) -> Error {
