@@ -17,6 +17,7 @@ use crate::queue::Role;
 use crate::queue::attempt::{self, Attempt, Command, Env, Input};
 use crate::queue::cleanup::Target;
 use crate::queue::watch::NodeEvent;
+use crate::token::FencingToken;
 
 const DIR: &str = "/lock";
 
@@ -87,6 +88,7 @@ pub(crate) struct Contender {
     own_deleted_seen: bool,
     /// It was granted after that.
     phantom: bool,
+    started: bool,
     belief: Belief,
 }
 
@@ -106,6 +108,7 @@ impl Contender {
             reconnected: false,
             own_deleted_seen: false,
             phantom: false,
+            started: false,
             belief: Belief::Waiting,
         }
     }
@@ -151,13 +154,17 @@ pub(crate) struct Mutexes {
     pub(crate) outside_deletes: u8,
     pub(crate) expiries: u8,
     pub(crate) disconnects: u8,
+    /// Reaps of the emptied lock directory.
+    pub(crate) reaps: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct World {
     server: Server,
     contenders: Vec<Contender>,
-    faults: (u8, u8, u8),
+    faults: (u8, u8, u8, u8),
+    /// The tokens of exclusive holders, in the order they were granted.
+    exclusive_tokens: Vec<FencingToken>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +177,10 @@ pub(crate) enum Action {
     OutsideDelete(String),
     Expire(usize),
     Disconnect(usize),
+    /// Contender `i` begins its acquisition.
+    Start(usize),
+    /// The server reaps an emptied container.
+    Reap(String),
 }
 
 impl World {
@@ -207,7 +218,15 @@ impl World {
                 Command::RemoveStray { path } => self.send(i, Asked::Cleanup, Request::Delete { path, version: None }),
                 Command::Queued { .. } => {}
                 Command::Done(Ok(true)) => {
-                    let (node, _, _) = self.contenders[i].machine.granted();
+                    let (node, token, _) = self.contenders[i].machine.granted();
+                    // A node deleted after the answer the grant rests on, before the client
+                    // acted on it, cannot be known at the grant: that holder learns of it from
+                    // its watch, and its smaller token is what fencing refuses. The order is
+                    // owed among holders whose node the server still had.
+                    let exists = self.server.stat(&node).is_some();
+                    if self.contenders[i].role != Role::Read && exists {
+                        self.exclusive_tokens.push(token);
+                    }
                     self.contenders[i].phantom = self.contenders[i].own_deleted_seen;
                     self.contenders[i].belief = Belief::Holding { node };
                     self.contenders[i].machine.forget();
@@ -461,12 +480,8 @@ impl Model for Mutexes {
         let sessions: Vec<SessionId> = self.roles.iter().map(|_| server.open_session()).collect();
         let contenders =
             sessions.iter().zip(&self.roles).enumerate().map(|(i, (&s, &r))| Contender::new(i, s, r)).collect();
-        let mut world = World { server, contenders, faults: (self.outside_deletes, self.expiries, self.disconnects) };
-        for i in 0..self.roles.len() {
-            let commands = world.contenders[i].machine.start();
-            world.run(i, commands);
-        }
-        vec![world]
+        let faults = (self.outside_deletes, self.expiries, self.disconnects, self.reaps);
+        vec![World { server, contenders, faults, exclusive_tokens: Vec::new() }]
     }
 
     fn actions(&self, world: &World, actions: &mut Vec<Action>) {
@@ -485,6 +500,14 @@ impl Model for Mutexes {
             if world.faults.2 > 0 && replies {
                 actions.push(Action::Disconnect(i));
             }
+        }
+        for (i, contender) in world.contenders.iter().enumerate() {
+            if !contender.started {
+                actions.push(Action::Start(i));
+            }
+        }
+        if world.faults.3 > 0 {
+            actions.extend(world.server.reapable().into_iter().map(Action::Reap));
         }
         if world.faults.0 > 0 {
             for child in world.server.children(DIR) {
@@ -521,6 +544,15 @@ impl Model for Mutexes {
                     contender.ready.push(Ready::Ahead(Err(ZkError::SessionExpired)));
                 }
             }
+            Action::Start(i) => {
+                next.contenders[*i].started = true;
+                let commands = next.contenders[*i].machine.start();
+                next.run(*i, commands);
+            }
+            Action::Reap(path) => {
+                next.faults.3 -= 1;
+                next.server.reap(path);
+            }
             Action::Disconnect(i) => {
                 next.faults.2 -= 1;
                 let lost = next.server.disconnect(next.contenders[*i].session);
@@ -541,6 +573,11 @@ impl Model for Mutexes {
         if exclusive > 0 && live.len() > 1 {
             return Err(Violation::new("mutual exclusion", format!("{live:?}")));
         }
+        // Every exclusive holder's token is larger than every earlier one's, also across a
+        // reaped and recreated directory.
+        if let Some(pair) = world.exclusive_tokens.windows(2).find(|pair| pair[0] >= pair[1]) {
+            return Err(Violation::new("tokens increase", format!("{} then {}", pair[0], pair[1])));
+        }
         // No holder was handed its guard after its client had received its node's deletion.
         if let Some(phantom) = world.contenders.iter().position(|c| c.phantom) {
             return Err(Violation::new("no guard for a deleted node", format!("contender {phantom}")));
@@ -556,7 +593,7 @@ mod tests {
 
     #[test]
     fn two_contenders_with_an_outside_delete_never_both_hold() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0 };
+        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0, reaps: 0 };
         let report = explore(&model, Bounds { depth: 40, states: 2_000_000 });
         assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
         eprintln!("states {} depth {} complete {}", report.states, report.depth, report.complete);
@@ -575,6 +612,7 @@ mod rwlock {
             outside_deletes: 1,
             expiries: 0,
             disconnects: 0,
+            reaps: 0,
         };
         let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
@@ -586,6 +624,24 @@ mod rwlock {
 }
 
 #[cfg(test)]
+mod reaped {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+
+    #[test]
+    fn tokens_increase_across_a_reaped_and_recreated_directory() {
+        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 0, expiries: 0, disconnects: 0, reaps: 1 };
+        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        eprintln!(
+            "reaped: states {} depth {} complete {} in {:?}",
+            report.states, report.depth, report.complete, report.elapsed
+        );
+        assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
+        assert!(report.complete);
+    }
+}
+
+#[cfg(test)]
 mod negative_controls {
     use super::super::explore::{Bounds, explore};
     use super::*;
@@ -593,7 +649,7 @@ mod negative_controls {
 
     #[test]
     fn without_a_second_look_at_our_node_the_checker_finds_the_phantom_holder() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0 };
+        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0, reaps: 0 };
         let report = mutation::with(Mutation::NoSecondLookAtOwnNode, || {
             explore(&model, Bounds { depth: 40, states: 2_000_000 })
         });
@@ -608,13 +664,30 @@ mod negative_controls {
 }
 
 #[cfg(test)]
+mod tokens_negative_control {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+    use crate::queue::attempt::mutation::{self, Mutation};
+
+    #[test]
+    fn tokens_without_the_directory_epoch_repeat_after_a_reap() {
+        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 0, expiries: 0, disconnects: 0, reaps: 1 };
+        let report =
+            mutation::with(Mutation::TokenWithoutEpoch, || explore(&model, Bounds { depth: 80, states: 300_000 }));
+        let found = report.counterexample.expect("a counterexample");
+        assert_eq!(found.violation.property, "tokens increase", "{found:?}");
+        assert!(found.steps.iter().any(|(a, _)| matches!(a, Action::Reap(_))), "{found:?}");
+    }
+}
+
+#[cfg(test)]
 mod bigger {
     use super::super::explore::{Bounds, explore};
     use super::*;
 
     #[test]
     fn three_contenders_with_a_delete_an_expiry_and_a_lost_connection() {
-        let model = Mutexes { roles: vec![Role::Lock; 3], outside_deletes: 1, expiries: 1, disconnects: 1 };
+        let model = Mutexes { roles: vec![Role::Lock; 3], outside_deletes: 1, expiries: 1, disconnects: 1, reaps: 0 };
         let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
             "states {} depth {} complete {} in {:?}",

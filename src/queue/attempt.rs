@@ -263,7 +263,7 @@ impl Attempt {
             }
             (Phase::Relisting { sequence }, Input::Listed(listed)) => match listed {
                 Ok((children, Some(epoch))) => {
-                    self.token = Some(FencingToken::new(epoch, sequence));
+                    self.token = Some(token(epoch, sequence));
                     self.queued(children, env, &mut out);
                 }
                 Ok((_, None)) => unreachable!("a listing with stat has an epoch"),
@@ -293,7 +293,7 @@ impl Attempt {
                         );
                         self.node = Node::Created { name: current };
                         self.owner = owner;
-                        self.token = Some(FencingToken::new(epoch, sequence));
+                        self.token = Some(token(epoch, sequence));
                         self.queued(children, env, &mut out);
                     }
                     Parsed::Wrapped | Parsed::Foreign => {
@@ -456,7 +456,7 @@ impl Attempt {
                 self.node = Node::Created { name: format!("{}{marker}{sequence:010}", self.prefix) };
                 match listed {
                     Ok((children, epoch)) => {
-                        self.token = Some(FencingToken::new(epoch, sequence));
+                        self.token = Some(token(epoch, sequence));
                         self.queued(children, env, out);
                     }
                     // The reply to the create arrived, so our node exists and keeps the
@@ -793,6 +793,8 @@ pub(crate) mod mutation {
     pub(crate) enum Mutation {
         /// Decide without looking at our node's watch once more (the phantom holder).
         NoSecondLookAtOwnNode,
+        /// Tokens from the sequence alone, without the directory's epoch.
+        TokenWithoutEpoch,
     }
 
     thread_local! {
@@ -813,6 +815,16 @@ pub(crate) mod mutation {
 }
 #[cfg(test)]
 use mutation::Mutation;
+
+/// The token of our node: the directory's epoch (its `czxid`, which a recreated directory
+/// exceeds) and the node's sequence.
+fn token(epoch: u64, sequence: u32) -> FencingToken {
+    #[cfg(test)]
+    if mutation::is(Mutation::TokenWithoutEpoch) {
+        return FencingToken::new(0, sequence);
+    }
+    FencingToken::new(epoch, sequence)
+}
 
 /// The error for an attempt whose node someone else deleted.
 fn deleted(node: String) -> Error {
