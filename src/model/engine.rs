@@ -10,7 +10,9 @@
 
 use zookeeper_client as zk;
 
+use super::Status;
 use super::explore::{Model, Violation};
+use super::peers::{CuratorMutex, KazooLock};
 use super::{Delivery, EventType, Mode, Reply, Request, RequestId, Server, SessionId, SessionState, ZkError};
 use crate::error::{Error, LossReason};
 use crate::queue::Role;
@@ -156,6 +158,10 @@ pub(crate) struct Mutexes {
     pub(crate) disconnects: u8,
     /// Reaps of the emptied lock directory.
     pub(crate) reaps: u8,
+    /// Curator `InterProcessMutex` contenders beside the engine's.
+    pub(crate) curators: u32,
+    /// A default kazoo `Lock` beside them, if set (its uuid, in hex).
+    pub(crate) kazoo: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,6 +171,8 @@ pub(crate) struct World {
     faults: (u8, u8, u8, u8),
     /// The tokens of exclusive holders, in the order they were granted.
     exclusive_tokens: Vec<FencingToken>,
+    /// Other libraries' contenders, each on a session of its own.
+    curators: Vec<(SessionId, Peer)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +189,10 @@ pub(crate) enum Action {
     Start(usize),
     /// The server reaps an emptied container.
     Reap(String),
+    /// Curator contender `j` starts, receives its oldest delivery, or releases.
+    CuratorStart(usize),
+    CuratorReceive(usize),
+    CuratorRelease(usize),
 }
 
 impl World {
@@ -481,7 +493,13 @@ impl Model for Mutexes {
         let contenders =
             sessions.iter().zip(&self.roles).enumerate().map(|(i, (&s, &r))| Contender::new(i, s, r)).collect();
         let faults = (self.outside_deletes, self.expiries, self.disconnects, self.reaps);
-        vec![World { server, contenders, faults, exclusive_tokens: Vec::new() }]
+        let mut curators: Vec<(SessionId, Peer)> = (0..self.curators)
+            .map(|j| (server.open_session(), Peer::Curator(CuratorMutex::new(DIR, j + 100))))
+            .collect();
+        if let Some(hex) = self.kazoo {
+            curators.push((server.open_session(), Peer::Kazoo(KazooLock::new(DIR, hex))));
+        }
+        vec![World { server, contenders, faults, exclusive_tokens: Vec::new(), curators }]
     }
 
     fn actions(&self, world: &World, actions: &mut Vec<Action>) {
@@ -508,6 +526,16 @@ impl Model for Mutexes {
         }
         if world.faults.3 > 0 {
             actions.extend(world.server.reapable().into_iter().map(Action::Reap));
+        }
+        for (j, (session, curator)) in world.curators.iter().enumerate() {
+            match curator.status() {
+                Status::Idle => actions.push(Action::CuratorStart(j)),
+                Status::Holding { .. } => actions.push(Action::CuratorRelease(j)),
+                _ => {}
+            }
+            if !world.server.outbox(*session).is_empty() {
+                actions.push(Action::CuratorReceive(j));
+            }
         }
         if world.faults.0 > 0 {
             for child in world.server.children(DIR) {
@@ -553,6 +581,21 @@ impl Model for Mutexes {
                 next.faults.3 -= 1;
                 next.server.reap(path);
             }
+            Action::CuratorStart(j) | Action::CuratorReceive(j) | Action::CuratorRelease(j) => {
+                let (session, peer) = &mut next.curators[*j];
+                let curator = peer.contender();
+                let requests = match action {
+                    Action::CuratorStart(_) => curator.start(),
+                    Action::CuratorRelease(_) => curator.release(),
+                    _ => match next.server.deliver(*session).expect("a delivery") {
+                        Delivery::Reply { request, result } => curator.on_reply(request, result),
+                        Delivery::Event(event) => curator.on_event(&event),
+                    },
+                };
+                for (id, request) in requests {
+                    let _ = next.server.apply(*session, id, request);
+                }
+            }
             Action::Disconnect(i) => {
                 next.faults.2 -= 1;
                 let lost = next.server.disconnect(next.contenders[*i].session);
@@ -570,8 +613,16 @@ impl Model for Mutexes {
         // only readers.
         let live: Vec<_> = world.holders().into_iter().filter(|(_, node)| world.server.stat(node).is_some()).collect();
         let exclusive = live.iter().filter(|(i, _)| world.contenders[*i].role != Role::Read).count();
-        if exclusive > 0 && live.len() > 1 {
-            return Err(Violation::new("mutual exclusion", format!("{live:?}")));
+        let curators: Vec<String> = world
+            .curators
+            .iter()
+            .filter_map(|(_, c)| match c.status() {
+                Status::Holding { node } if world.server.stat(&node).is_some() => Some(node),
+                _ => None,
+            })
+            .collect();
+        if (exclusive > 0 || !curators.is_empty()) && live.len() + curators.len() > 1 {
+            return Err(Violation::new("mutual exclusion", format!("{live:?} {curators:?}")));
         }
         // Every exclusive holder's token is larger than every earlier one's, also across a
         // reaped and recreated directory.
@@ -593,7 +644,15 @@ mod tests {
 
     #[test]
     fn two_contenders_with_an_outside_delete_never_both_hold() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0, reaps: 0 };
+        let model = Mutexes {
+            roles: vec![Role::Lock; 2],
+            outside_deletes: 1,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 0,
+            curators: 0,
+            kazoo: None,
+        };
         let report = explore(&model, Bounds { depth: 40, states: 2_000_000 });
         assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
         eprintln!("states {} depth {} complete {}", report.states, report.depth, report.complete);
@@ -613,6 +672,8 @@ mod rwlock {
             expiries: 0,
             disconnects: 0,
             reaps: 0,
+            curators: 0,
+            kazoo: None,
         };
         let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
@@ -630,7 +691,15 @@ mod reaped {
 
     #[test]
     fn tokens_increase_across_a_reaped_and_recreated_directory() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 0, expiries: 0, disconnects: 0, reaps: 1 };
+        let model = Mutexes {
+            roles: vec![Role::Lock; 2],
+            outside_deletes: 0,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 1,
+            curators: 0,
+            kazoo: None,
+        };
         let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
             "reaped: states {} depth {} complete {} in {:?}",
@@ -638,6 +707,102 @@ mod reaped {
         );
         assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
         assert!(report.complete);
+    }
+}
+
+/// Another library's contender.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Peer {
+    Curator(CuratorMutex),
+    Kazoo(KazooLock),
+}
+
+impl Peer {
+    fn contender(&mut self) -> &mut dyn DynContender {
+        match self {
+            Peer::Curator(c) => c,
+            Peer::Kazoo(k) => k,
+        }
+    }
+
+    fn status(&self) -> Status {
+        match self {
+            Peer::Curator(c) => super::Contender::status(c),
+            Peer::Kazoo(k) => super::Contender::status(k),
+        }
+    }
+}
+
+/// The peers' calls the checker makes, callable through one reference.
+trait DynContender {
+    fn start(&mut self) -> Vec<(RequestId, Request)>;
+    fn on_reply(&mut self, id: RequestId, reply: Result<Reply, ZkError>) -> Vec<(RequestId, Request)>;
+    fn on_event(&mut self, event: &super::WatchedEvent) -> Vec<(RequestId, Request)>;
+    fn release(&mut self) -> Vec<(RequestId, Request)>;
+}
+
+impl<C: super::Contender> DynContender for C {
+    fn start(&mut self) -> Vec<(RequestId, Request)> {
+        super::Contender::start(self)
+    }
+    fn on_reply(&mut self, id: RequestId, reply: Result<Reply, ZkError>) -> Vec<(RequestId, Request)> {
+        super::Contender::on_reply(self, id, reply)
+    }
+    fn on_event(&mut self, event: &super::WatchedEvent) -> Vec<(RequestId, Request)> {
+        super::Contender::on_event(self, event)
+    }
+    fn release(&mut self) -> Vec<(RequestId, Request)> {
+        super::Contender::release(self)
+    }
+}
+
+#[cfg(test)]
+mod curator {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+
+    /// The pairing the docs call safe: our mutex and Curator's on one path.
+    #[test]
+    fn the_engine_and_curator_on_one_mutex_never_both_hold() {
+        let model = Mutexes {
+            roles: vec![Role::Lock],
+            outside_deletes: 0,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 0,
+            curators: 1,
+            kazoo: None,
+        };
+        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        eprintln!(
+            "curator: states {} depth {} complete {} in {:?}",
+            report.states, report.depth, report.complete, report.elapsed
+        );
+        assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
+        assert!(report.complete);
+    }
+}
+
+#[cfg(test)]
+mod kazoo {
+    use super::super::explore::{Bounds, explore};
+    use super::*;
+
+    /// The pairing the docs call unsafe: a default kazoo Lock ignores Curator-named nodes.
+    #[test]
+    fn a_default_kazoo_lock_beside_the_engine_is_found_to_hold_with_it() {
+        let model = Mutexes {
+            roles: vec![Role::Lock],
+            outside_deletes: 0,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 0,
+            curators: 0,
+            kazoo: Some("93166b0c5e6f4b1f8f2d0a4c3b2a1908"),
+        };
+        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let found = report.counterexample.expect("the unsafe pairing");
+        assert_eq!(found.violation.property, "mutual exclusion", "{found:?}");
     }
 }
 
@@ -649,7 +814,15 @@ mod negative_controls {
 
     #[test]
     fn without_a_second_look_at_our_node_the_checker_finds_the_phantom_holder() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 1, expiries: 0, disconnects: 0, reaps: 0 };
+        let model = Mutexes {
+            roles: vec![Role::Lock; 2],
+            outside_deletes: 1,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 0,
+            curators: 0,
+            kazoo: None,
+        };
         let report = mutation::with(Mutation::NoSecondLookAtOwnNode, || {
             explore(&model, Bounds { depth: 40, states: 2_000_000 })
         });
@@ -671,7 +844,15 @@ mod tokens_negative_control {
 
     #[test]
     fn tokens_without_the_directory_epoch_repeat_after_a_reap() {
-        let model = Mutexes { roles: vec![Role::Lock; 2], outside_deletes: 0, expiries: 0, disconnects: 0, reaps: 1 };
+        let model = Mutexes {
+            roles: vec![Role::Lock; 2],
+            outside_deletes: 0,
+            expiries: 0,
+            disconnects: 0,
+            reaps: 1,
+            curators: 0,
+            kazoo: None,
+        };
         let report =
             mutation::with(Mutation::TokenWithoutEpoch, || explore(&model, Bounds { depth: 80, states: 300_000 }));
         let found = report.counterexample.expect("a counterexample");
@@ -687,7 +868,15 @@ mod bigger {
 
     #[test]
     fn three_contenders_with_a_delete_an_expiry_and_a_lost_connection() {
-        let model = Mutexes { roles: vec![Role::Lock; 3], outside_deletes: 1, expiries: 1, disconnects: 1, reaps: 0 };
+        let model = Mutexes {
+            roles: vec![Role::Lock; 3],
+            outside_deletes: 1,
+            expiries: 1,
+            disconnects: 1,
+            reaps: 0,
+            curators: 0,
+            kazoo: None,
+        };
         let report = explore(&model, Bounds { depth: 80, states: 300_000 });
         eprintln!(
             "states {} depth {} complete {} in {:?}",
