@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps demo test test-under-load lint doc unit bench chaos
+.PHONY: deps demo test test-under-load lint doc unit bench chaos model
 
 deps:
 	@./.ci/install-deps
@@ -40,3 +40,8 @@ bench: deps
 ## holders, partitions, connection resets, cancelled waits. SEED=N replays a fault schedule.
 chaos: deps
 	$(CARGO) run --quiet --release --locked --example chaos -- --duration $(or $(DURATION),10m) $(if $(SEED),--seed $(SEED))
+
+## The model checker of the queue protocol at larger bounds (MODEL_STATES states per run,
+## default 20 million): states explored, depth, time and each run's verdict.
+model:
+	ZK_MODEL_STATES=$(or $(MODEL_STATES),20000000) $(CARGO) test --release --locked --all-features --lib model::engine -- --nocapture --test-threads 1

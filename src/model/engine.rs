@@ -639,7 +639,7 @@ impl Model for Mutexes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     #[test]
@@ -653,7 +653,7 @@ mod tests {
             curators: 0,
             kazoo: None,
         };
-        let report = explore(&model, Bounds { depth: 40, states: 2_000_000 });
+        let report = explore(&model, bounds());
         assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
         eprintln!("states {} depth {} complete {}", report.states, report.depth, report.complete);
     }
@@ -661,7 +661,7 @@ mod tests {
 
 #[cfg(test)]
 mod rwlock {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     #[test]
@@ -675,7 +675,7 @@ mod rwlock {
             curators: 0,
             kazoo: None,
         };
-        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let report = explore(&model, bounds());
         eprintln!(
             "rwlock: states {} depth {} complete {} in {:?}",
             report.states, report.depth, report.complete, report.elapsed
@@ -686,7 +686,7 @@ mod rwlock {
 
 #[cfg(test)]
 mod reaped {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     #[test]
@@ -700,13 +700,37 @@ mod reaped {
             curators: 0,
             kazoo: None,
         };
-        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let report = explore(&model, bounds());
         eprintln!(
             "reaped: states {} depth {} complete {} in {:?}",
             report.states, report.depth, report.complete, report.elapsed
         );
         assert!(report.counterexample.is_none(), "{:?}", report.counterexample);
         assert!(report.complete);
+    }
+}
+
+/// The bounds of a run: `make test` explores up to 300,000 states per run; `make model` sets
+/// `ZK_MODEL_STATES` higher.
+#[cfg(test)]
+fn bounds() -> super::explore::Bounds {
+    let states = std::env::var("ZK_MODEL_STATES").ok().and_then(|s| s.parse().ok()).unwrap_or(300_000);
+    super::explore::Bounds { depth: 200, states }
+}
+
+/// The bounds of the negative controls: small enough for breadth first, whose shortest
+/// counterexamples the controls read.
+#[cfg(test)]
+const SMALL: super::explore::Bounds = super::explore::Bounds { depth: 200, states: 300_000 };
+
+/// Explores `model`: breadth first (shortest counterexamples), or depth first beyond a
+/// million states, where a level's states no longer fit in memory.
+#[cfg(test)]
+fn explore<M: Model>(model: &M, bounds: super::explore::Bounds) -> super::explore::Report<M> {
+    if bounds.states > 1_000_000 {
+        super::explore::explore_depth_first(model, bounds)
+    } else {
+        super::explore::explore(model, bounds)
     }
 }
 
@@ -758,7 +782,7 @@ impl<C: super::Contender> DynContender for C {
 
 #[cfg(test)]
 mod curator {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     /// The pairing the docs call safe: our mutex and Curator's on one path.
@@ -773,7 +797,7 @@ mod curator {
             curators: 1,
             kazoo: None,
         };
-        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let report = explore(&model, bounds());
         eprintln!(
             "curator: states {} depth {} complete {} in {:?}",
             report.states, report.depth, report.complete, report.elapsed
@@ -785,7 +809,7 @@ mod curator {
 
 #[cfg(test)]
 mod kazoo {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     /// The pairing the docs call unsafe: a default kazoo Lock ignores Curator-named nodes.
@@ -800,7 +824,7 @@ mod kazoo {
             curators: 0,
             kazoo: Some("93166b0c5e6f4b1f8f2d0a4c3b2a1908"),
         };
-        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let report = explore(&model, bounds());
         let found = report.counterexample.expect("the unsafe pairing");
         assert_eq!(found.violation.property, "mutual exclusion", "{found:?}");
     }
@@ -808,7 +832,6 @@ mod kazoo {
 
 #[cfg(test)]
 mod negative_controls {
-    use super::super::explore::{Bounds, explore};
     use super::*;
     use crate::queue::attempt::mutation::{self, Mutation};
 
@@ -823,9 +846,7 @@ mod negative_controls {
             curators: 0,
             kazoo: None,
         };
-        let report = mutation::with(Mutation::NoSecondLookAtOwnNode, || {
-            explore(&model, Bounds { depth: 40, states: 2_000_000 })
-        });
+        let report = mutation::with(Mutation::NoSecondLookAtOwnNode, || super::super::explore::explore(&model, SMALL));
         let found = report.counterexample.expect("a counterexample");
         assert_eq!(found.violation.property, "no guard for a deleted node", "{found:?}");
         // The trace shows the deletion of the waiter's node, after the head's release.
@@ -838,7 +859,6 @@ mod negative_controls {
 
 #[cfg(test)]
 mod tokens_negative_control {
-    use super::super::explore::{Bounds, explore};
     use super::*;
     use crate::queue::attempt::mutation::{self, Mutation};
 
@@ -853,8 +873,7 @@ mod tokens_negative_control {
             curators: 0,
             kazoo: None,
         };
-        let report =
-            mutation::with(Mutation::TokenWithoutEpoch, || explore(&model, Bounds { depth: 80, states: 300_000 }));
+        let report = mutation::with(Mutation::TokenWithoutEpoch, || super::super::explore::explore(&model, SMALL));
         let found = report.counterexample.expect("a counterexample");
         assert_eq!(found.violation.property, "tokens increase", "{found:?}");
         assert!(found.steps.iter().any(|(a, _)| matches!(a, Action::Reap(_))), "{found:?}");
@@ -863,7 +882,7 @@ mod tokens_negative_control {
 
 #[cfg(test)]
 mod bigger {
-    use super::super::explore::{Bounds, explore};
+    use super::explore;
     use super::*;
 
     #[test]
@@ -877,7 +896,7 @@ mod bigger {
             curators: 0,
             kazoo: None,
         };
-        let report = explore(&model, Bounds { depth: 80, states: 300_000 });
+        let report = explore(&model, bounds());
         eprintln!(
             "states {} depth {} complete {} in {:?}",
             report.states, report.depth, report.complete, report.elapsed

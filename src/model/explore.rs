@@ -205,6 +205,77 @@ fn rebuild<M: Model>(
     Counterexample { init, steps, violation }
 }
 
+/// A state on the depth-first path, the actions still to try from it, and the one that led
+/// there.
+type Frame<M> = (<M as Model>::State, Vec<<M as Model>::Action>, Option<<M as Model>::Action>);
+
+/// [`explore`], depth first: for bounds too large to keep every state of a level in memory.
+/// Only fingerprints are kept (and the path being explored), so tens of millions of states fit;
+/// a counterexample is one path to the violation, not necessarily a shortest one. A state met
+/// again at a greater depth is not explored again, so near the depth bound a few states may go
+/// unexplored that breadth first would reach: use a depth bound the runs never reach.
+pub(crate) fn explore_depth_first<M: Model>(model: &M, bounds: Bounds) -> Report<M> {
+    let started = Instant::now();
+    let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let fingerprint = |state: &M::State| hasher.hash_one(model.canonical(state));
+    let mut seen = std::collections::HashSet::new();
+    let (mut deepest, mut at_rest, mut complete) = (0, 0, true);
+    let report = |states, depth, at_rest, complete, counterexample| Report {
+        states,
+        depth,
+        at_rest,
+        complete,
+        elapsed: started.elapsed(),
+        counterexample,
+    };
+    for init in model.init() {
+        if !seen.insert(fingerprint(&init)) {
+            continue;
+        }
+        if let Err(violation) = model.check(&init) {
+            return report(seen.len(), 0, 0, false, Some(Counterexample { init, steps: Vec::new(), violation }));
+        }
+        // The path: each state with the actions still to try from it.
+        let mut actions = Vec::new();
+        model.actions(&init, &mut actions);
+        let mut path: Vec<Frame<M>> = vec![(init.clone(), actions, None)];
+        while let Some((state, untried, _)) = path.last_mut() {
+            let Some(action) = untried.pop() else {
+                path.pop();
+                continue;
+            };
+            let Some(next) = model.next(state, &action) else { continue };
+            if !seen.insert(fingerprint(&next)) {
+                continue;
+            }
+            let mut actions = Vec::new();
+            model.actions(&next, &mut actions);
+            let failed = model.check(&next).err().or_else(|| {
+                let rest = actions.iter().all(|a| model.next(&next, a).is_none());
+                rest.then(|| {
+                    at_rest += 1;
+                    model.check_at_rest(&next).err()
+                })
+                .flatten()
+            });
+            path.push((next, actions, Some(action)));
+            deepest = deepest.max(path.len() - 1);
+            if let Some(violation) = failed {
+                let steps = path.iter().skip(1).map(|(s, _, a)| (a.clone().expect("a step"), s.clone())).collect();
+                return report(seen.len(), deepest, at_rest, false, Some(Counterexample { init, steps, violation }));
+            }
+            if seen.len() >= bounds.states {
+                return report(seen.len(), deepest, at_rest, false, None);
+            }
+            if path.len() > bounds.depth {
+                complete = false;
+                path.last_mut().expect("just pushed").1.clear();
+            }
+        }
+    }
+    report(seen.len(), deepest, at_rest, complete, None)
+}
+
 /// Applies `actions` to `init` one by one: the states they lead to, or the index of the first
 /// action that does nothing. How a counterexample becomes a test.
 pub(crate) fn replay<M: Model>(model: &M, init: &M::State, actions: &[M::Action]) -> Result<Steps<M>, usize> {
