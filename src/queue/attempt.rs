@@ -285,6 +285,14 @@ impl Attempt {
                 Err(err) => self.fail(err, &mut out),
             },
             (Phase::CheckingOwner { children, epoch, current, rest }, Input::OwnerIs(owner)) => match owner {
+                #[cfg(test)]
+                Ok(Some(_)) if mutation::is(Mutation::NoOwnerCheck) => {
+                    let Parsed::Contender(Contender { sequence, .. }) = parse(&current) else { unreachable!() };
+                    self.node = Node::Created { name: current };
+                    self.owner = Some(env.session_id());
+                    self.token = Some(token(epoch, sequence));
+                    self.queued(children, env, &mut out);
+                }
                 Ok(owner) if owner == Some(env.session_id()) => match parse(&current) {
                     Parsed::Contender(Contender { sequence, .. }) => {
                         tracing::debug!(
@@ -390,6 +398,10 @@ impl Attempt {
 
     /// What deleting this attempt's node takes, if it may have one.
     pub(crate) fn cleanup_target(&self) -> Option<Target> {
+        #[cfg(test)]
+        if mutation::is(Mutation::WithdrawWithoutDelete) {
+            return None;
+        }
         let by_prefix = || Some(Target::Prefix { dir: self.dir.clone(), prefix: self.prefix.clone() });
         match &self.node {
             Node::Unsent if self.resent => by_prefix(),
@@ -409,6 +421,24 @@ impl Attempt {
     /// The attempt's token, once its node is known.
     pub(crate) fn token(&self) -> Option<FencingToken> {
         self.token
+    }
+
+    /// The directory this attempt queues in.
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// What it contends as.
+    #[cfg(test)]
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The protected prefix its creates carry now.
+    #[cfg(test)]
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The full path of our node, once created.
@@ -445,6 +475,8 @@ impl Attempt {
         match created {
             Ok((owner, sequence)) => {
                 self.owner = Some(owner);
+                #[cfg(test)]
+                let (raw, sequence) = (sequence, mutation::wrapped_as_small(sequence));
                 let Ok(sequence) = u32::try_from(sequence) else {
                     // As the server names it: ten digits, or nineteen for a 64-bit sequence.
                     let digits = if sequence <= i64::from(i32::MAX) { 10 } else { 19 };
@@ -454,6 +486,10 @@ impl Attempt {
                 // Name the node before anything else can fail, so that a drop deletes it by
                 // name (a search by prefix would need to list the directory).
                 self.node = Node::Created { name: format!("{}{marker}{sequence:010}", self.prefix) };
+                #[cfg(test)]
+                if raw != i64::from(sequence) {
+                    self.node = Node::Created { name: format!("{}{marker}{raw:010}", self.prefix) };
+                }
                 match listed {
                     Ok((children, epoch)) => {
                         self.token = Some(token(epoch, sequence));
@@ -481,6 +517,11 @@ impl Attempt {
                     // What a server does to a request larger than its `jute.maxbuffer`.
                     let err = Error::CreateDropped { path: self.dir.clone(), attempts: self.connection_losses };
                     return self.fail(err, out);
+                }
+                #[cfg(test)]
+                if mutation::is(Mutation::FreshPrefixAfterLostReply) {
+                    self.prefix = env.fresh_prefix();
+                    return self.create(out);
                 }
                 self.send(Request::SyncedList, Phase::Recovering, out);
             }
@@ -795,6 +836,17 @@ pub(crate) mod mutation {
         NoSecondLookAtOwnNode,
         /// Tokens from the sequence alone, without the directory's epoch.
         TokenWithoutEpoch,
+        /// Adopt a node carrying our prefix without asking whose it is.
+        NoOwnerCheck,
+        /// After a create's reply is lost, create again under a fresh prefix instead of
+        /// looking for the first create by its prefix.
+        FreshPrefixAfterLostReply,
+        /// Take a wrapped (negative) sequence as a small one, sorting it first.
+        WrappedSequenceAsSmall,
+        /// Give up an attempt without deleting its node.
+        WithdrawWithoutDelete,
+        /// A reader watches the first writer ahead instead of the nearest.
+        ReaderWatchesFirstWriter,
     }
 
     thread_local! {
@@ -811,6 +863,11 @@ pub(crate) mod mutation {
 
     pub(crate) fn is(mutation: Mutation) -> bool {
         ACTIVE.with(|active| active.get() == Some(mutation))
+    }
+
+    /// Under [`Mutation::WrappedSequenceAsSmall`], a negative sequence counts as 0.
+    pub(crate) fn wrapped_as_small(sequence: i64) -> i64 {
+        if is(Mutation::WrappedSequenceAsSmall) && sequence < 0 { 0 } else { sequence }
     }
 }
 #[cfg(test)]
