@@ -121,8 +121,8 @@ pub(crate) struct Scenario {
     pub(crate) budget: Budget,
     /// Curator `InterProcessMutex` contenders on [`LOCK`].
     pub(crate) curators: u32,
-    /// A default kazoo `Lock` on [`LOCK`], if set (its uuid, in hex).
-    pub(crate) kazoo: Option<&'static str>,
+    /// A kazoo `Lock` on [`LOCK`], if set: its uuid in hex, and its `extra_lock_patterns`.
+    pub(crate) kazoo: Option<(&'static str, &'static [&'static str])>,
     /// The lock directory's sequence counter starts at `i32::MAX`: the second node wraps.
     pub(crate) wrap: bool,
 }
@@ -795,8 +795,9 @@ impl Model for Scenario {
         let mut peers: Vec<(SessionId, Peer)> = (0..self.curators)
             .map(|j| (server.open_session(), Peer::Curator(CuratorMutex::new(LOCK, j + 100))))
             .collect();
-        if let Some(hex) = self.kazoo {
-            peers.push((server.open_session(), Peer::Kazoo(KazooLock::new(LOCK, hex))));
+        if let Some((hex, patterns)) = self.kazoo {
+            let kazoo = KazooLock::new(LOCK, hex).with_extra_lock_patterns(patterns);
+            peers.push((server.open_session(), Peer::Kazoo(kazoo)));
         }
         let stranger = (self.budget.impostors > 0).then(|| server.open_session());
         vec![World {
