@@ -98,7 +98,7 @@ impl World {
         let nodes = || {
             dirs.into_iter().flat_map(|dir| self.server.children(dir).into_iter().map(move |c| format!("{dir}/{c}")))
         };
-        let owner = |path: &str| self.server.stat(path).map(|stat| stat.ephemeral_owner as u64);
+        let owner = |path: &str| self.server.stat(path).map(|stat| stat.ephemeral_owner);
         // A stranger's node (an impostor's) blocks the queue as long as it lives: no progress
         // is owed past it.
         let stranger = self.stranger.is_some_and(|s| nodes().any(|path| owner(&path) == Some(s.0)));
@@ -134,7 +134,7 @@ impl World {
         // cannot be known at the grant: that holder learns of it from its watch, and its token
         // is what fencing refuses. What follows is owed for a node the server still has.
         let Some(stat) = self.server.stat(node) else { return };
-        if stat.ephemeral_owner as u64 != contender.session.0 {
+        if stat.ephemeral_owner != contender.session.0 {
             let detail = format!(
                 "contender {i} (session {}) holds {node} of session {}",
                 contender.session.0, stat.ephemeral_owner
