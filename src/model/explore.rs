@@ -81,6 +81,20 @@ pub(crate) struct Report<M: Model> {
     pub(crate) counterexample: Option<Counterexample<M>>,
 }
 
+impl<M: Model> Report<M> {
+    /// A report of a search that began at `started`.
+    fn after(
+        started: Instant,
+        states: usize,
+        depth: usize,
+        at_rest: usize,
+        complete: bool,
+        counterexample: Option<Counterexample<M>>,
+    ) -> Self {
+        Self { states, depth, at_rest, complete, elapsed: started.elapsed(), counterexample }
+    }
+}
+
 /// Steps of a path, each with the state it led to.
 pub(crate) type Steps<M> = Vec<(<M as Model>::Action, <M as Model>::State)>;
 
@@ -122,13 +136,8 @@ pub(crate) fn explore<M: Model>(model: &M, bounds: Bounds) -> Report<M> {
     let mut seen: HashMap<u64, usize> = HashMap::new();
     let mut reached: Vec<Reached<M::Action>> = Vec::new();
     let mut frontier: Vec<(usize, M::State)> = Vec::new();
-    let report = |states, depth, at_rest, complete, counterexample| Report {
-        states,
-        depth,
-        at_rest,
-        complete,
-        elapsed: started.elapsed(),
-        counterexample,
+    let report = |states, depth, at_rest, complete, counterexample| {
+        Report::<M>::after(started, states, depth, at_rest, complete, counterexample)
     };
     let roots = model.init();
     for (root, state) in roots.iter().enumerate() {
@@ -220,13 +229,8 @@ pub(crate) fn explore_depth_first<M: Model>(model: &M, bounds: Bounds) -> Report
     let fingerprint = |state: &M::State| hasher.hash_one(model.canonical(state));
     let mut seen = std::collections::HashSet::new();
     let (mut deepest, mut at_rest, mut complete) = (0, 0, true);
-    let report = |states, depth, at_rest, complete, counterexample| Report {
-        states,
-        depth,
-        at_rest,
-        complete,
-        elapsed: started.elapsed(),
-        counterexample,
+    let report = |states, depth, at_rest, complete, counterexample| {
+        Report::<M>::after(started, states, depth, at_rest, complete, counterexample)
     };
     for init in model.init() {
         if !seen.insert(fingerprint(&init)) {
