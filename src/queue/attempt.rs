@@ -855,10 +855,16 @@ pub(crate) mod mutation {
 
     /// Runs `f` with `mutation` on, on this thread.
     pub(crate) fn with<T>(mutation: Mutation, f: impl FnOnce() -> T) -> T {
+        /// Switches the mutation off however `f` ends, a panic included.
+        struct Off;
+        impl Drop for Off {
+            fn drop(&mut self) {
+                ACTIVE.with(|active| active.set(None));
+            }
+        }
         ACTIVE.with(|active| active.set(Some(mutation)));
-        let result = f();
-        ACTIVE.with(|active| active.set(None));
-        result
+        let _off = Off;
+        f()
     }
 
     pub(crate) fn is(mutation: Mutation) -> bool {
