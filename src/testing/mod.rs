@@ -117,8 +117,9 @@ pub enum HarnessError {
 
     /// An interop peer's library or tools are missing.
     #[error(
-        "an interop peer cannot run ({0}): install Curator, kazoo and javac with `sudo apt-get \
-         install -y libcurator-recipes-java python3-kazoo default-jdk-headless` (Debian/Ubuntu)"
+        "an interop peer cannot run ({0}): install Curator, kazoo, javac and the PostgreSQL JDBC \
+         driver with `sudo apt-get install -y libcurator-recipes-java python3-kazoo \
+         default-jdk-headless libpostgresql-jdbc-java` (Debian/Ubuntu)"
     )]
     PeerMissing(String),
 
