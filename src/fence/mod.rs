@@ -25,7 +25,7 @@
 //! [`FencingToken`]) as `text COLLATE "C"`. Fixed width and byte order make string comparison
 //! token comparison, and the `C` collation makes PostgreSQL compare bytes whatever the
 //! database's default collation is. Text was chosen over `numeric(39,0)` (which holds
-//! [`FencingToken::as_u128`]) because it is the form every holder already has: the CLI's
+//! [`FencingToken::as_u128`](crate::FencingToken::as_u128)) because it is the form every holder already has: the CLI's
 //! `ZK_FENCING_TOKEN`, a `psql -v token=…`, a Java service's `String.format("%016x-%010d", …)`
 //! — no arithmetic in SQL or the shell, and the epoch and sequence stay readable in the table.
 //! [`FencingToken`] is also [`ToSql`](tokio_postgres::types::ToSql) and
