@@ -2,13 +2,18 @@
 //! where the tokens' origin matters): a stale write that waits behind a later holder's open
 //! transaction updates nothing once that commits, at READ COMMITTED, in both idioms; the same
 //! holder may write again; a token from a recreated lock directory wins; stale tokens are
-//! refused with the winner named; the token's SQL forms order as tokens do.
+//! refused with the winner named; the token's SQL forms order as tokens do. And the harness's
+//! PostgreSQL itself: it serves, runs as `postgres` under root, never outlives its test, and
+//! fails with the install command when PostgreSQL is missing.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{eventually, session, standalone};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{eventually, process_alive, session, standalone};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use zk_recipes::fence::{FenceError, FenceTable, FencedTable};
@@ -317,4 +322,96 @@ async fn in_postgres_the_text_form_sorts_like_the_token_and_numeric_holds_its_nu
         let printed: String = client.query_one("SELECT $1::numeric::text", &[token]).await.unwrap().get(0);
         assert_eq!(printed, token.as_u128().to_string());
     }
+}
+
+/// Set in a copy of this test binary that a harness test starts as a child.
+const CHILD_ENV: &str = "ZK_RECIPES_FENCE_TEST_CHILD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_postgres_serves_and_goes_with_its_handle() {
+    let postgres = postgres().await;
+    let client = postgres.connect().await.unwrap();
+    let row =
+        client.query_one("SELECT current_user::text, current_setting('transaction_isolation')", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("postgres".into(), "read committed".into()));
+    let pid = postgres.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        assert_ne!(uid, 0, "PostgreSQL refuses root; the harness runs it as the postgres user");
+    }
+    let log = postgres.log_path().to_owned();
+    assert!(std::fs::read_to_string(&log).unwrap().contains("ready to accept connections"));
+    drop(client);
+    drop(postgres);
+    assert!(!process_alive(pid), "the server stops with its handle");
+    assert!(!log.exists(), "its directory is deleted");
+}
+
+#[test]
+fn the_harness_postgres_and_its_files_go_even_when_the_test_process_is_killed() {
+    if std::env::var_os(CHILD_ENV).is_some_and(|v| v == "serve") {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let postgres = TestingPostgres::start().await.expect("a server");
+            println!("server-pid={} log={}", postgres.pid(), postgres.log_path().display());
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    let mut child = child_test("the_harness_postgres_and_its_files_go_even_when_the_test_process_is_killed", "serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (pid, log): (u32, std::path::PathBuf) = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            // libtest may print the test's name on the same line first.
+            let (pid, log) = line.split_once("server-pid=")?.1.split_once(" log=")?;
+            Some((pid.parse().unwrap(), log.into()))
+        })
+        .expect("the child reports its server's pid");
+    assert!(process_alive(pid) && log.exists());
+    child.kill().unwrap(); // SIGKILL: no unwinding, no Drop
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while process_alive(pid) || log.parent().unwrap().exists() {
+        assert!(std::time::Instant::now() < deadline, "server {pid} or its files outlived the killed test process");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn missing_postgres_fails_with_the_install_command() {
+    // In a child process: PG_BIN must not leak into tests that run beside this one.
+    if std::env::var_os(CHILD_ENV).is_some_and(|v| v == "missing") {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let error = runtime.block_on(TestingPostgres::start()).expect_err("no PostgreSQL there");
+        println!("error={error}");
+        return;
+    }
+    let output = child_test("missing_postgres_fails_with_the_install_command", "missing")
+        .env("PG_BIN", "/nonexistent/postgresql/bin")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("apt-get install -y postgresql"), "{out}");
+    assert!(out.contains("PG_BIN=/nonexistent/postgresql/bin"), "{out}");
+}
+
+/// This test binary again, running only `test` with `CHILD_ENV` = `mode`.
+fn child_test(test: &str, mode: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, mode);
+    command
 }

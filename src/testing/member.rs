@@ -23,16 +23,28 @@ use super::{HarnessError, Mode};
 /// also when the test process dies without unwinding (a panic with `abort`, a SIGKILL from a
 /// test runner's timeout). The server's pid goes to stdout; its output, and the shell's own
 /// messages, to the log file `$1`.
+///
+/// A server with a clean shutdown gets that signal first (`WATCHDOG_SIGNAL`, e.g. `INT`), and
+/// SIGKILL only if it is still there 10 s later. If the watchdog fired — the test process died
+/// without removing the server's files — the wrapper deletes `WATCHDOG_REMOVE` once the server
+/// has exited, so that a killed test leaves no database cluster behind.
 const WATCHDOG: &str = r#"
 log=$1; shift
 exec 3<&0 2>>"$log"
 "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 echo "$pid"
-( while read -r _ <&3; do :; done; kill -9 "$pid" 2>/dev/null ) &
+(
+  while read -r _ <&3; do :; done
+  : > "$log.orphaned"
+  kill -"${WATCHDOG_SIGNAL:-KILL}" "$pid" 2>/dev/null
+  sleep 10
+  kill -9 "$pid" 2>/dev/null
+) &
 dog=$!
 wait "$pid"; status=$?
 kill "$dog" 2>/dev/null
+if [ -n "$WATCHDOG_REMOVE" ] && [ -e "$log.orphaned" ]; then rm -rf "$WATCHDOG_REMOVE"; fi
 exit "$status"
 "#;
 
@@ -96,7 +108,7 @@ impl Member {
             .arg(&install.classpath)
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(self.dir.join("zoo.cfg"));
-        spawn_watched(server, &self.log_path(), None, None).map_err(|why| HarnessError::NotServing {
+        spawn_watched(server, &self.log_path(), None, None, None).map_err(|why| HarnessError::NotServing {
             member: self.id - 1,
             after: Duration::ZERO,
             log: self.log_path(),
@@ -131,17 +143,25 @@ impl Member {
     }
 }
 
-/// Starts `server` under the [`WATCHDOG`] wrapper, its output going to `log`. The wrapper
-/// runs as `user` (uid, gid) if given, and the server with it. `shutdown` is the signal that stops the server
-/// cleanly when the process is dropped (before SIGKILL); `None` kills it at once. On failure,
-/// says what went wrong.
+/// Starts `server` under the [`WATCHDOG`] wrapper, its output going to `log`. The wrapper runs
+/// as `user` (uid, gid) if given, and the server with it. `shutdown` is the signal that stops
+/// the server cleanly when the process is dropped (before SIGKILL), or when the watchdog fires;
+/// `None` kills it at once. `orphaned_files` is what the wrapper deletes if the watchdog fired.
+/// On failure, says what went wrong.
 pub(super) fn spawn_watched(
     server: Command,
     log: &Path,
     user: Option<(u32, u32)>,
     shutdown: Option<Signal>,
+    orphaned_files: Option<&Path>,
 ) -> Result<Process, String> {
     let mut wrapper = Command::new("sh");
+    if let Some(signal) = shutdown {
+        wrapper.env("WATCHDOG_SIGNAL", signal.as_str().trim_start_matches("SIG"));
+    }
+    if let Some(files) = orphaned_files {
+        wrapper.env("WATCHDOG_REMOVE", files);
+    }
     wrapper.arg("-c").arg(WATCHDOG).arg("sh").arg(log).arg(server.get_program()).args(server.get_args());
     for (key, value) in server.get_envs() {
         match value {

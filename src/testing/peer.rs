@@ -333,6 +333,11 @@ impl PeerContender {
     /// # Errors
     ///
     /// [`HarnessError::Peer`] if it holds nothing, is a kazoo contender, or the peer died.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, like every command here: the peer answers anyway, and its answer would
+    /// be taken for the next command's.
     pub async fn token(&mut self) -> Result<crate::FencingToken, HarnessError> {
         let text = self.call("token", "token").await?;
         text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")))
@@ -349,6 +354,11 @@ impl PeerContender {
     ///
     /// [`HarnessError::PeerMissing`] if the JDBC driver is not installed;
     /// [`HarnessError::Peer`] if the capture fails otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the peer captures anyway, and its answer would be taken for the next
+    /// command's.
     pub async fn capture(
         &mut self,
         jdbc_url: &str,
@@ -387,6 +397,11 @@ impl PeerContender {
     /// # Errors
     ///
     /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the client closes anyway, and the answer would be taken for the next
+    /// command's.
     pub async fn close_client(&mut self) -> Result<(), HarnessError> {
         self.call("close", "closed").await.map(drop)
     }

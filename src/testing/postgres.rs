@@ -28,7 +28,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Durability is switched off (`fsync`, `synchronous_commit`, `full_page_writes`): tests
 /// need transactions and locks, not crash safety. Dropping it shuts the server down (fast
 /// shutdown, then SIGKILL) and deletes its directory — kept, with its log, if the thread is
-/// panicking. A watchdog kills the server even if the test process dies.
+/// panicking. A watchdog shuts the server down and deletes its directory even if the test
+/// process dies.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,6 +57,11 @@ impl TestingPostgres {
     /// [`HarnessError::PostgresMissing`] with the install command if PostgreSQL's programs (or,
     /// as root, its `postgres` user) are missing; [`HarnessError::PostgresNotServing`] with
     /// the log if `initdb` fails or the server does not come up.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped, `initdb` is killed or the server shut down, and
+    /// the directory deleted.
     pub async fn start() -> Result<Self, HarnessError> {
         let bin = locate()?;
         let user = server_user()?;
@@ -103,8 +109,10 @@ impl TestingPostgres {
             server.args(["-c", setting]);
         }
         // SIGINT is PostgreSQL's fast shutdown: it ends open transactions and exits cleanly.
-        let process =
-            spawn_watched(server, &log, user, Some(Signal::SIGINT)).map_err(|why| not_serving(Duration::ZERO, why))?;
+        // If the test process dies, the watchdog shuts the server down and deletes the cluster
+        // (tens of megabytes) that the temporary directory's drop would have.
+        let process = spawn_watched(server, &log, user, Some(Signal::SIGINT), Some(root.path()))
+            .map_err(|why| not_serving(Duration::ZERO, why))?;
         let mut postgres = Self { process: Some(process), port, bin, log: log.clone(), root: Some(root) };
 
         let started = Instant::now();
@@ -124,6 +132,11 @@ impl TestingPostgres {
         }
         tracing::info!(port, "PostgreSQL serving");
         Ok(postgres)
+    }
+
+    /// The process id of the server (its postmaster).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("running until dropped").pid()
     }
 
     /// The port on 127.0.0.1.
@@ -167,6 +180,10 @@ impl TestingPostgres {
     /// # Errors
     ///
     /// [`HarnessError::Postgres`] if the server does not accept the connection.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection not yet returned is closed.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, HarnessError> {
         let (client, connection) = self
             .config()
