@@ -3,7 +3,8 @@
 //! command too), a frozen or killed tool's command being stopped, SIGKILL for what ignores
 //! SIGTERM, a terminal that is not on stdin and Ctrl-Z at it, a session that expires while
 //! waiting, `status` for every recipe and into a closed pipe, usage errors (connect strings
-//! too), the progress line and `sandbox`.
+//! too), the progress line and `sandbox`, and (feature `postgres`) a capture through `psql`
+//! that PostgreSQL fences with the command's token.
 
 mod common;
 
