@@ -35,10 +35,13 @@ exec 3<&0 2>>"$log"
 pid=$!
 echo "$pid"
 (
+  # Killed once the server has exited: take the grace period's sleep along.
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
   while read -r _ <&3; do :; done
   : > "$log.orphaned"
   kill -"${WATCHDOG_SIGNAL:-KILL}" "$pid" 2>/dev/null
-  sleep 10
+  sleep 10 & nap=$!
+  wait "$nap"
   kill -9 "$pid" 2>/dev/null
 ) &
 dog=$!
