@@ -61,6 +61,8 @@
 //!   (labels `recipe` = `lock`/`read`/`write`/`latch`/`lease`/`semaphore_gate`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
 //!   (`recipe`), `zk_recipes_losses_total` (`recipe`, `reason`),
 //!   `zk_recipes_session_state_changes_total` (`state`).
+//! - `postgres`: [`fence`], the token checked by PostgreSQL (`tokio-postgres`) in the
+//!   caller's own transaction; with `testing`, also [`testing::TestingPostgres`].
 //! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -69,6 +71,9 @@
 #![doc(test(attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))))]
 
 mod error;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod fence;
 mod guard;
 mod inspect;
 mod leader;
