@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps demo test test-under-load lint doc unit bench chaos
+.PHONY: deps demo test test-under-load lint doc unit bench chaos model
 
 deps:
 	@./.ci/install-deps
@@ -27,7 +27,8 @@ doc:
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --locked --no-deps --all-features
 
 unit:
-	$(CARGO) nextest run --locked --all-features --all-targets
+	$(CARGO) nextest run --locked --all-features --all-targets -E 'not test(/^model::engine::/)'
+	ZK_MODEL_STATES=1000000 $(CARGO) test --release --locked --all-features --lib model::engine -- --test-threads 2
 	$(CARGO) test --locked --all-features --doc
 
 ## Against Curator, kazoo, zookeeper-client and the raw floor, and TLS beside plaintext, in
@@ -40,3 +41,8 @@ bench: deps
 ## holders, partitions, connection resets, cancelled waits. SEED=N replays a fault schedule.
 chaos: deps
 	$(CARGO) run --quiet --release --locked --example chaos -- --duration $(or $(DURATION),10m) $(if $(SEED),--seed $(SEED))
+
+## The model checker of the queue protocol at larger bounds (MODEL_STATES states per run,
+## default 5 million, depth first): states explored, depth, time and each run's verdict.
+model:
+	ZK_MODEL_STATES=$(or $(MODEL_STATES),5000000) $(CARGO) test --release --locked --all-features --lib model::engine -- --nocapture --test-threads 2

@@ -66,6 +66,8 @@
 //!   a restart. With `testing`, the harness starts TLS servers.
 //! - `sasl`: SASL DIGEST-MD5 authentication ([`SessionBuilder::sasl_digest`]). With `testing`,
 //!   the harness starts servers that require it.
+//! - `postgres`: [`fence`], the token checked by PostgreSQL (`tokio-postgres`) in the
+//!   caller's own transaction; with `testing`, also [`testing::TestingPostgres`].
 //! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`),
 //!   with `tls` and `sasl`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -75,10 +77,17 @@
 #![doc(test(attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))))]
 
 mod error;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod fence;
 mod guard;
 mod inspect;
 mod leader;
 mod metrics;
+/// A model of one ZooKeeper server as a plain value, for model-checking the queue protocol
+/// against every interleaving of a few contenders (tests only).
+#[cfg(test)]
+mod model;
 mod mutex;
 mod path;
 mod queue;

@@ -3,7 +3,8 @@
 //! command too), a frozen or killed tool's command being stopped, SIGKILL for what ignores
 //! SIGTERM, a terminal that is not on stdin and Ctrl-Z at it, a session that expires while
 //! waiting, `status` for every recipe and into a closed pipe, usage errors (connect strings
-//! too), the progress line and `sandbox`.
+//! too), the progress line and `sandbox`, and (feature `postgres`) a capture through `psql`
+//! that PostgreSQL fences with the command's token.
 
 mod common;
 
@@ -757,4 +758,90 @@ async fn sandbox_serves_until_interrupted() {
     assert!(status.success(), "{status:?}");
     let gone = zk::Client::connector().with_connection_timeout(Duration::from_millis(500)).connect(&connect).await;
     assert!(gone.is_err(), "the server went with the sandbox");
+}
+
+/// `zk-recipes lock … -- psql … -f examples/capture.sql`: the shell's way to a fenced write.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_psql_with_its_token_and_postgres_refuses_a_stale_capture() {
+    use zk_recipes::fence::FenceTable;
+    use zk_recipes::testing::TestingPostgres;
+
+    const LOCK: &str = "/payments/order-42";
+    const CAPTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/capture.sql");
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let postgres = TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"));
+    let db = postgres.connect().await.unwrap();
+    FenceTable::new("fences").unwrap().create(&db).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
+                                fence text COLLATE \"C\" NOT NULL);
+         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
+    )
+    .await
+    .unwrap();
+    let row = || async {
+        let row = db.query_one("SELECT status, captured_by, fence FROM payments WHERE id = 42", &[]).await.unwrap();
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, FencingToken>(2))
+    };
+    let under_lock = |command: &str| {
+        let mut run = tool(&connect);
+        run.env("PSQL", postgres.psql()).env("DATABASE_URL", postgres.connection_string()).env("SQL", CAPTURE_SQL);
+        run.args(["lock", LOCK, "--", "sh", "-c", command]);
+        run
+    };
+
+    // An earlier turn that only notes its token.
+    let earlier = finish(under_lock(r#"echo "$ZK_FENCING_TOKEN""#).spawn().unwrap()).await;
+    assert_eq!(code(&earlier), 0, "{}", text(&earlier.stderr));
+    let earlier: FencingToken = text(&earlier.stdout).trim().parse().unwrap();
+
+    // The documented command line.
+    let documented = r#""$PSQL" "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -v token="$ZK_FENCING_TOKEN" \
+        -v lock="$ZK_LOCK_PATH" -v order=42 -v worker=cron -f "$SQL""#;
+    let captured = finish(under_lock(documented).spawn().unwrap()).await;
+    assert_eq!(code(&captured), 0, "{}", text(&captured.stderr));
+    let (status, by, fence) = row().await;
+    assert_eq!((status.as_str(), by.as_deref()), ("captured", Some("cron")));
+    assert!(fence > earlier, "the capture's token is the later turn's: {earlier} then {fence}");
+    assert!(text(&captured.stdout).contains(&fence.to_string()), "RETURNING shows it: {}", text(&captured.stdout));
+    let fenced = FenceTable::new("fences").unwrap().current(&db, LOCK).await.unwrap();
+    assert_eq!(fenced, Some(fence), "the fence row holds the capture's token");
+
+    // The earlier holder's token, late: PostgreSQL refuses, psql fails, nothing changes.
+    let stale = finish(
+        Command::new(postgres.psql())
+            .arg(postgres.connection_string())
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", &format!("token={earlier}"), "-v", &format!("lock={LOCK}")])
+            .args(["-v", "order=42", "-v", "worker=late", "-f", CAPTURE_SQL])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code(&stale), 3, "psql's code for a failed script: {}", text(&stale.stderr));
+    assert!(
+        text(&stale.stderr).contains(&format!("stale fencing token {earlier}: the fence is at {fence}")),
+        "{}",
+        text(&stale.stderr)
+    );
+    assert_eq!(row().await, ("captured".to_owned(), Some("cron".to_owned()), fence), "rolled back");
+
+    // Without -v token and -v lock, the script reads the tool's environment itself.
+    let direct = finish(
+        tool(&connect)
+            .args(["lock", LOCK, "--"])
+            .arg(postgres.psql())
+            .arg(postgres.connection_string())
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "order=42", "-v", "worker=direct", "-f", CAPTURE_SQL])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code(&direct), 0, "{}", text(&direct.stderr));
+    let (_, by, latest) = row().await;
+    assert_eq!(by.as_deref(), Some("direct"));
+    assert!(latest > fence, "{fence} then {latest}");
 }

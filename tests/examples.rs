@@ -9,7 +9,11 @@ use common::example;
 use zk_recipes::FencingToken;
 
 fn run(name: &str) -> String {
-    let output = Command::new(example(name)).env_remove("ZK_SERVERS").output().unwrap();
+    run_built(example(name), name)
+}
+
+fn run_built(program: std::path::PathBuf, name: &str) -> String {
+    let output = Command::new(program).env_remove("ZK_SERVERS").output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{name} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     stdout
@@ -100,5 +104,33 @@ fn the_fencing_example_rejects_the_resumed_holders_stale_write() {
     assert!(out.contains("once A's session expired; write ACCEPTED"), "{out}");
     assert!(out.contains("A: resumed; guard.lost() had already resolved"), "{out}");
     assert!(out.contains(&format!("writes anyway with token {a}: REJECTED (token {a} < highest seen {b})")), "{out}");
+    assert!(out.contains("fencing held"), "{out}");
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn the_payment_example_has_postgres_refuse_the_frozen_workers_capture() {
+    let out = run_built(common::example_with_features("payment", &["postgres"]), "payment");
+    let token_after = |marker: &str| -> FencingToken {
+        let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker:?} missing:\n{out}"));
+        line.split(marker).nth(1).unwrap().split([';', ':', ' ']).next().unwrap().parse().unwrap()
+    };
+    let a = token_after("A: acquired with token ");
+    let b = token_after("B: acquired with token ");
+    assert!(a < b, "the successor's token is larger:\n{out}");
+    let position = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing:\n{out}"));
+    // The order of events: A starts, freezes; B captures; A resumes and is refused.
+    assert!(position("A: starts capturing order 42 (pending") < position("A is frozen (SIGSTOP)"), "{out}");
+    assert!(position("A is frozen") < position("B: captured order 42 and committed"), "{out}");
+    assert!(position("B: captured order 42") < position("A is resumed (SIGCONT)"), "{out}");
+    assert!(out.contains("A: resumed; guard.lost() had already resolved; captures anyway"), "{out}");
+    assert!(
+        out.contains(&format!("A: capture refused by PostgreSQL: stale fencing token {a}: the fence is at {b}")),
+        "{out}"
+    );
+    assert!(!out.contains("a double capture"), "{out}");
+    // The table at the end, as PostgreSQL has it.
+    assert!(out.contains(&format!("  id 42 | captured | captured by B | fence {b}")), "{out}");
+    assert!(out.contains(&format!("  /payments/order-42 | {b}")), "{out}");
     assert!(out.contains("fencing held"), "{out}");
 }

@@ -85,8 +85,12 @@ pub(crate) fn parse(name: &str) -> Parsed<'_> {
     let has_marker = |stem: &str| Kind::ALL.into_iter().find(|kind| stem.ends_with(kind.marker()));
     for negative_len in [11, 10] {
         if let Some(stem) = strip_negative(name, negative_len)
-            && has_marker(stem).is_some()
+            && let Some(_kind) = has_marker(stem)
         {
+            #[cfg(test)]
+            if super::attempt::mutation::is(super::attempt::mutation::Mutation::WrappedSequenceAsSmall) {
+                return Parsed::Contender(Contender { name, kind: _kind, sequence: 0 });
+            }
             return Parsed::Wrapped;
         }
     }
@@ -164,6 +168,15 @@ impl<'a> Queue<'a> {
     }
 }
 
+/// The writer a reader waits for among the contenders ahead of it: the nearest.
+fn reader_waits_on<'c, 'a>(ahead: &'c [Contender<'a>]) -> Option<&'c Contender<'a>> {
+    #[cfg(test)]
+    if super::attempt::mutation::is(super::attempt::mutation::Mutation::ReaderWatchesFirstWriter) {
+        return ahead.iter().find(|c| c.kind.is_writer());
+    }
+    ahead.iter().rev().find(|c| c.kind.is_writer())
+}
+
 /// What a contender does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision<'a> {
@@ -201,7 +214,7 @@ impl Rule {
                 None => Decision::Proceed,
                 Some(ahead) => Decision::Wait { on: contenders[ahead].name },
             },
-            Rule::Reader => match contenders[..position].iter().rev().find(|c| c.kind.is_writer()) {
+            Rule::Reader => match reader_waits_on(&contenders[..position]) {
                 None => Decision::Proceed,
                 Some(writer) => Decision::Wait { on: writer.name },
             },

@@ -5,7 +5,7 @@
 use super::children::{Kind, Rule};
 
 /// What a contender is in its recipe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Role {
     /// A mutex's contender, or a leader selector's (Curator's LeaderSelector queues in an
     /// InterProcessMutex).

@@ -14,7 +14,7 @@ use crate::session::{Moment, Session};
 pub(crate) type NodeWatch = Pin<Box<dyn Future<Output = NodeEvent> + Send>>;
 
 /// What a watch on a node reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum NodeEvent {
     Deleted,
     /// Its data changed (someone wrote to it): watch again.

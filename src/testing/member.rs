@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
@@ -23,16 +23,31 @@ use super::{HarnessError, Mode};
 /// also when the test process dies without unwinding (a panic with `abort`, a SIGKILL from a
 /// test runner's timeout). The server's pid goes to stdout; its output, and the shell's own
 /// messages, to the log file `$1`.
+///
+/// A server with a clean shutdown gets that signal first (`WATCHDOG_SIGNAL`, e.g. `INT`), and
+/// SIGKILL only if it is still there 10 s later. If the watchdog fired — the test process died
+/// without removing the server's files — the wrapper deletes `WATCHDOG_REMOVE` once the server
+/// has exited, so that a killed test leaves no database cluster behind.
 const WATCHDOG: &str = r#"
 log=$1; shift
 exec 3<&0 2>>"$log"
 "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 echo "$pid"
-( while read -r _ <&3; do :; done; kill -9 "$pid" 2>/dev/null ) &
+(
+  # Killed once the server has exited: take the grace period's sleep along.
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  while read -r _ <&3; do :; done
+  : > "$log.orphaned"
+  kill -"${WATCHDOG_SIGNAL:-KILL}" "$pid" 2>/dev/null
+  sleep 10 & nap=$!
+  wait "$nap"
+  kill -9 "$pid" 2>/dev/null
+) &
 dog=$!
 wait "$pid"; status=$?
 kill "$dog" 2>/dev/null
+if [ -n "$WATCHDOG_REMOVE" ] && [ -e "$log.orphaned" ]; then rm -rf "$WATCHDOG_REMOVE"; fi
 exit "$status"
 "#;
 
@@ -108,33 +123,19 @@ impl Member {
 
     /// Starts the server process (it serves only later; see [`Member::wait_serving`]).
     pub(super) fn spawn(&self, install: &Installation, jvm_args: &[String]) -> Result<Process, HarnessError> {
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("sh")
-            .arg(self.log_path())
-            .arg(&install.java)
+        let mut server = Command::new(&install.java);
+        server
             .args(jvm_args)
             .arg("-cp")
             .arg(&install.classpath)
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(self.dir.join("zoo.cfg"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| HarnessError::io("starting sh for a ZooKeeper server", e))?;
-        let stdin = wrapper.stdin.take();
-        let stdout = wrapper.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map_err(|e| HarnessError::io("reading the server's pid", e))?;
-        let pid = line.trim().parse::<i32>().map_err(|_| HarnessError::NotServing {
+            .arg(self.dir.join("zoo.cfg"));
+        spawn_watched(server, &self.log_path(), None, None, None).map_err(|why| HarnessError::NotServing {
             member: self.id - 1,
             after: Duration::ZERO,
             log: self.log_path(),
-            tail: format!("the wrapper printed {line:?} instead of a pid"),
-        })?;
-        Ok(Process { wrapper, watchdog: stdin, pid: Pid::from_raw(pid) })
+            tail: why,
+        })
     }
 
     /// Waits until the server answers `srvr` with its mode (it serves clients then).
@@ -164,6 +165,54 @@ impl Member {
     }
 }
 
+/// Starts `server` under the [`WATCHDOG`] wrapper, its output going to `log`. The wrapper runs
+/// as `user` (uid, gid) if given, and the server with it. `shutdown` is the signal that stops
+/// the server cleanly when the process is dropped (before SIGKILL), or when the watchdog fires;
+/// `None` kills it at once. `orphaned_files` is what the wrapper deletes if the watchdog fired.
+/// On failure, says what went wrong.
+pub(super) fn spawn_watched(
+    server: Command,
+    log: &Path,
+    user: Option<(u32, u32)>,
+    shutdown: Option<Signal>,
+    orphaned_files: Option<&Path>,
+) -> Result<Process, String> {
+    let mut wrapper = Command::new("sh");
+    if let Some(signal) = shutdown {
+        wrapper.env("WATCHDOG_SIGNAL", signal.as_str().trim_start_matches("SIG"));
+    }
+    if let Some(files) = orphaned_files {
+        wrapper.env("WATCHDOG_REMOVE", files);
+    }
+    wrapper.arg("-c").arg(WATCHDOG).arg("sh").arg(log).arg(server.get_program()).args(server.get_args());
+    for (key, value) in server.get_envs() {
+        match value {
+            Some(value) => wrapper.env(key, value),
+            None => wrapper.env_remove(key),
+        };
+    }
+    if let Some(dir) = server.get_current_dir() {
+        wrapper.current_dir(dir);
+    }
+    if let Some((uid, gid)) = user {
+        // std drops the supplementary groups too when root changes user.
+        std::os::unix::process::CommandExt::uid(&mut wrapper, uid);
+        std::os::unix::process::CommandExt::gid(&mut wrapper, gid);
+    }
+    let mut wrapper = wrapper
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting sh for {}: {e}", server.get_program().to_string_lossy()))?;
+    let stdin = wrapper.stdin.take();
+    let stdout = wrapper.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("reading the server's pid: {e}"))?;
+    let pid = line.trim().parse::<i32>().map_err(|_| format!("the wrapper printed {line:?} instead of a pid"))?;
+    Ok(Process { wrapper, watchdog: stdin, pid: Pid::from_raw(pid), shutdown })
+}
+
 /// A running server process (through its watchdog wrapper).
 #[derive(Debug)]
 pub(super) struct Process {
@@ -172,6 +221,8 @@ pub(super) struct Process {
     watchdog: Option<ChildStdin>,
     /// The server's own pid (the wrapper's child).
     pid: Pid,
+    /// The signal that shuts the server down cleanly on drop, if it has one.
+    shutdown: Option<Signal>,
 }
 
 impl Process {
@@ -205,6 +256,16 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // A clean shutdown first where the server has one (PostgreSQL's removes its shared
+        // memory, which a SIGKILL leaves behind), bounded by the grace period.
+        if let Some(shutdown) = self.shutdown
+            && self.signal(Signal::SIGCONT).and_then(|()| self.signal(shutdown)).is_ok()
+        {
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while self.is_running() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         if self.is_running() {
             // SIGKILL also ends a stopped (SIGSTOP) process.
             let _ = kill(self.pid, Signal::SIGKILL);
@@ -237,7 +298,7 @@ pub(super) async fn four_letter(address: SocketAddr, command: &str) -> std::io::
 /// both found a port free could hand it to two servers, and one of them would fail with
 /// `BindException`. So each port handed out is reserved by a lock on a file named after it,
 /// which this process holds until it exits (the kernel releases it however the process ends).
-fn free_port() -> Result<u16, HarnessError> {
+pub(super) fn free_port() -> Result<u16, HarnessError> {
     use std::collections::BTreeMap;
     use std::hash::{BuildHasher, RandomState};
     use std::sync::Mutex;

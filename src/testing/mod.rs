@@ -54,6 +54,8 @@ mod install;
 mod member;
 mod partition;
 mod peer;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod proxy;
 mod secure;
 
@@ -68,6 +70,9 @@ use self::install::{Installation, Source};
 use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
 pub use self::peer::{Library, Peer, PeerContender, PeerRecipe, PeerSecurity};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::TestingPostgres;
 pub use self::proxy::{Fault, Link, Proxy};
 pub use self::secure::{CertifiedKey, ClientAuth, TestCa, TestSasl, TestTls};
 
@@ -97,10 +102,33 @@ pub enum HarnessError {
     )]
     TlsUnavailable(String),
 
+    /// PostgreSQL's server programs are missing (for `TestingPostgres`, feature `postgres`).
+    #[error(
+        "PostgreSQL is missing ({0}): install it with `sudo apt-get install -y postgresql` \
+         (Debian/Ubuntu), or set PG_BIN to the directory of its initdb and postgres"
+    )]
+    PostgresMissing(String),
+
+    /// A PostgreSQL server did not start serving.
+    #[error("PostgreSQL is not serving after {after:?}; its log is {log:?}:\n{tail}")]
+    PostgresNotServing {
+        /// How long it was given.
+        after: Duration,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+
+    /// A PostgreSQL client could not connect or a statement of the harness failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+
     /// An interop peer's library or tools are missing.
     #[error(
-        "an interop peer cannot run ({0}): install Curator, kazoo and javac with `sudo apt-get \
-         install -y libcurator-recipes-java python3-kazoo default-jdk-headless` (Debian/Ubuntu)"
+        "an interop peer cannot run ({0}): install Curator, kazoo, javac and the PostgreSQL JDBC \
+         driver with `sudo apt-get install -y libcurator-recipes-java python3-kazoo \
+         default-jdk-headless libpostgresql-jdbc-java` (Debian/Ubuntu)"
     )]
     PeerMissing(String),
 

@@ -29,6 +29,10 @@ const CURATOR_SOURCE: &str = include_str!("../../tests/peers/CuratorPeer.java");
 const KAZOO_SOURCE: &str = include_str!("../../tests/peers/kazoo_peer.py");
 /// Debian's jars; their manifests name the jars they need (ZooKeeper's client, Guava, SLF4J).
 const CURATOR_CLASSPATH: &str = "/usr/share/java/curator-recipes.jar:/usr/share/java/slf4j-nop.jar";
+/// Debian's PostgreSQL JDBC driver (`libpostgresql-jdbc-java`), on the Curator peer's runtime
+/// classpath only: the peer uses `java.sql` and finds the driver at run time, so that it
+/// compiles and runs without it for everything but [`PeerContender::capture`].
+const JDBC_DRIVER: &str = "/usr/share/java/postgresql.jar";
 /// Debian's kazoo is importable only by Debian's own Python, not by another first on `PATH`.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 /// How long a peer may take to answer one command; acquisitions take a timeout below this.
@@ -389,6 +393,60 @@ impl PeerContender {
             .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))
     }
 
+    /// The fencing token of the node this Curator contender holds, derived in Java the way this
+    /// library derives its own: the lock directory's `czxid` as epoch, the node's sequence.
+    /// The peer remembers it for [`capture`](Self::capture).
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if it holds nothing, is a kazoo contender, or the peer died.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, like every command here: the peer answers anyway, and its answer would
+    /// be taken for the next command's.
+    pub async fn token(&mut self) -> Result<crate::FencingToken, HarnessError> {
+        let text = self.call("token", "token").await?;
+        text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")))
+    }
+
+    /// Captures payment `order` over JDBC through the same fence as `zk_recipes::fence` and
+    /// `examples/capture.sql`, with the remembered [`token`](Self::token) — also after
+    /// [`close`](Self::close)-like loss of the session, since a stale holder still has its
+    /// token. Expects the tables `fences` (`FenceTable::create_statement`) and `payments` (`id
+    /// bigint`, `status`, `captured_by`, `fence text COLLATE "C"`) at `jdbc_url`. Returns
+    /// `Ok(token)` if captured, `Err(winner)` if PostgreSQL refused it.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::PeerMissing`] if the JDBC driver is not installed;
+    /// [`HarnessError::Peer`] if the capture fails otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the peer captures anyway, and its answer would be taken for the next
+    /// command's.
+    pub async fn capture(
+        &mut self,
+        jdbc_url: &str,
+        lock: &str,
+        order: i64,
+        worker: &str,
+    ) -> Result<Result<crate::FencingToken, crate::FencingToken>, HarnessError> {
+        if !Path::new(JDBC_DRIVER).is_file() {
+            return Err(HarnessError::PeerMissing(format!("{JDBC_DRIVER} does not exist")));
+        }
+        let command = format!("capture {jdbc_url} {lock} {order} {worker}");
+        self.send(&command).await?;
+        let (word, text) = self.answer().await?;
+        let token = |text: &str| text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")));
+        match word.as_str() {
+            "captured" => Ok(Ok(token(&text)?)),
+            "refused" => Ok(Err(token(&text)?)),
+            _ => Err(self.unexpected(&command, &word, &text)),
+        }
+    }
+
     /// Closes the contender's client, which ends its session (its nodes go at once); also
     /// while it waits in [`acquire`](Self::acquire), which then fails.
     ///
@@ -396,6 +454,22 @@ impl PeerContender {
     ///
     /// [`HarnessError::Peer`] if the library reports an error or the peer died.
     pub async fn close(mut self) -> Result<(), HarnessError> {
+        self.close_client().await
+    }
+
+    /// Closes the contender's client, as [`close`](Self::close) does, but keeps the contender:
+    /// a holder whose session ended can still [`capture`](Self::capture) with its old token, as
+    /// a stale holder would.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the client closes anyway, and the answer would be taken for the next
+    /// command's.
+    pub async fn close_client(&mut self) -> Result<(), HarnessError> {
         self.call("close", "closed").await.map(drop)
     }
 
@@ -437,7 +511,7 @@ async fn program(library: Library, security: &PeerSecurity) -> Result<Command, H
         Library::Curator => {
             let classes = compiled_curator_peer().await?;
             let mut command = Command::new(java()?);
-            let mut classpath = vec![CURATOR_CLASSPATH.to_owned()];
+            let mut classpath = vec![CURATOR_CLASSPATH.to_owned(), JDBC_DRIVER.to_owned()];
             classpath.extend(security.classpath.iter().cloned());
             classpath.push(classes.display().to_string());
             command

@@ -279,8 +279,15 @@ pub async fn watches(cluster: &TestingCluster) -> Watches {
 /// Builds the example (a no-op when up to date) and returns its path,
 /// `target/debug/examples/<name>`, next to this test's `target/debug/deps/`.
 pub fn example(name: &str) -> std::path::PathBuf {
+    example_with_features(name, &[])
+}
+
+/// As [`example`], for an example that needs cargo features beyond `testing`.
+pub fn example_with_features(name: &str, features: &[&str]) -> std::path::PathBuf {
     let built = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .args(["build", "--quiet", "--example", name])
+        .args(features.iter().flat_map(|feature| ["--features", feature]))
+        .arg("--manifest-path")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .status()
         .unwrap();

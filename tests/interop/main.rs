@@ -4,6 +4,8 @@
 //! Each module backs the interop table of its recipe in `recipes/`.
 
 mod driver;
+#[cfg(feature = "postgres")]
+mod fence;
 mod leader;
 mod mutex;
 mod rwlock;

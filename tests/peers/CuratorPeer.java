@@ -29,6 +29,11 @@
 //   bench failover <path> <rounds>           LeaderLatch close -> the next one's isLeader: microseconds
 // And `CuratorPeer --oneshot <connect> <path>`: connect, acquire, release, exit (CLI comparison).
 //
+//   <id> token                                -> token <fencing token>  (of the node it holds,
+//                                                 derived as zk-recipes does; remembered)
+//   <id> capture <jdbc url> <lock> <order> <worker> -> captured <token> | refused <winner>
+//        (examples/capture.sql over JDBC with the remembered token, even after `close`: a
+//        holder that lost its session still has its token; needs the PostgreSQL JDBC driver)
 //   <id> close                                -> closed   (closes the client, which ends the
 //                                                 session; runs at once, even while the
 //                                                 contender waits in `acquire`)
@@ -36,6 +41,10 @@
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -332,6 +341,67 @@ public final class CuratorPeer {
         }
     }
 
+    /** Fencing tokens as zk-recipes makes them (src/token.rs), and its fence in PostgreSQL. */
+    static final class Fence {
+        /**
+         * The lock directory's czxid is the epoch, the node's 10-digit sequence suffix the
+         * sequence; the canonical text form is 16 lowercase hex digits, '-', 10 decimal digits.
+         * Read while the node is held, the directory cannot have been recreated since the node
+         * was created in it (a directory with a child is never deleted).
+         */
+        static String token(CuratorFramework client, String dir, String node) throws Exception {
+            long epoch = client.checkExists().forPath(dir).getCzxid();
+            long sequence = Long.parseLong(node.substring(node.length() - 10));
+            return String.format("%016x-%010d", epoch, sequence);
+        }
+
+        /**
+         * One capture in one transaction, as FenceTable::advance and FencedTable::update do it:
+         * the fence row first, then the payment's own fence column. Returns null if captured,
+         * else the token in the fence (the winner), after rolling back.
+         */
+        static String capture(String url, String lock, String token, long order, String worker) throws Exception {
+            try (Connection db = DriverManager.getConnection(url)) {
+                db.setAutoCommit(false);
+                try (PreparedStatement advance = db.prepareStatement(
+                        "INSERT INTO fences AS fences (lock_path, token) VALUES (?, ?) "
+                                + "ON CONFLICT (lock_path) DO UPDATE SET token = EXCLUDED.token, updated_at = now() "
+                                + "WHERE fences.token <= EXCLUDED.token RETURNING token")) {
+                    advance.setString(1, lock);
+                    advance.setString(2, token);
+                    try (ResultSet advanced = advance.executeQuery()) {
+                        if (!advanced.next()) {
+                            db.rollback();
+                            return winner(db, lock);
+                        }
+                    }
+                }
+                try (PreparedStatement update = db.prepareStatement(
+                        "UPDATE payments SET status = 'captured', captured_by = ?, fence = ? WHERE id = ? AND fence <= ?")) {
+                    update.setString(1, worker);
+                    update.setString(2, token);
+                    update.setLong(3, order);
+                    update.setString(4, token);
+                    if (update.executeUpdate() != 1) {
+                        db.rollback();
+                        throw new IllegalStateException("the payment's own fence refused token " + token);
+                    }
+                }
+                db.commit();
+                return null;
+            }
+        }
+
+        static String winner(Connection db, String lock) throws Exception {
+            try (PreparedStatement read = db.prepareStatement("SELECT token FROM fences WHERE lock_path = ?")) {
+                read.setString(1, lock);
+                try (ResultSet row = read.executeQuery()) {
+                    return row.next() ? row.getString(1) : "-";
+                }
+            }
+        }
+    }
+
     static final class Contender {
         final String id;
         final ExecutorService thread = Executors.newSingleThreadExecutor();
@@ -356,6 +426,8 @@ public final class CuratorPeer {
                 case "acquire" -> acquire(words.length > 2 ? Long.parseLong(words[2]) : -1);
                 case "release" -> release();
                 case "participants" -> participants();
+                case "token" -> token();
+                case "capture" -> capture(words[2], words[3], Long.parseLong(words[4]), words[5]);
                 default -> reply(id, "error unknown verb " + words[1]);
             }
         }
@@ -447,6 +519,23 @@ public final class CuratorPeer {
         void close() {
             client.close();
             reply(id, "closed");
+        }
+
+        /** The token of the node this contender holds, derived exactly as zk-recipes derives it. */
+        String token;
+
+        void token() throws Exception {
+            String node = ownNode(path);
+            token = Fence.token(client, path, node);
+            reply(id, "token " + token);
+        }
+
+        void capture(String url, String lock, long order, String worker) throws Exception {
+            if (token == null) {
+                throw new IllegalStateException("no token: ask for `token` while holding");
+            }
+            String winner = Fence.capture(url, lock, token, order, worker);
+            reply(id, winner == null ? "captured " + token : "refused " + winner);
         }
 
         void participants() throws Exception {
