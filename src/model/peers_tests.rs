@@ -1,8 +1,7 @@
 //! The peers against the server model: scripted runs, and a small exhaustive exploration of
 //! which session hears from the server next (the seed of the checker).
 
-use std::collections::HashSet;
-
+use super::explore::{Bounds, Model, Report, Violation};
 use super::peers::{CuratorMutex, KazooLock, curator_sort_key, kazoo_sequence};
 use super::*;
 
@@ -158,59 +157,50 @@ impl<C: Contender> World<C> {
     }
 }
 
-/// What exploring every order of moves found.
-#[derive(Debug)]
-struct Report {
-    /// Distinct worlds reached.
-    states: usize,
-    /// The longest move sequence that reached a new world.
-    deepest: usize,
-    /// Some world was cut off by the depth bound.
-    truncated: bool,
-    /// Moves to a world with two holders, if any.
-    double_hold: Option<Vec<Move>>,
-    /// Moves to a world where nothing can happen yet someone still waits.
-    stuck: Option<Vec<Move>>,
-}
+/// A world to explore with the checker's own explorer: every order of moves, each world once.
+struct Every<C>(World<C>);
 
-/// Depth-first over every move sequence up to `max_depth`, each world visited once.
-fn explore<C: Contender>(world: World<C>, max_depth: usize) -> Report {
-    fn visit<C: Contender>(
-        world: World<C>,
-        trace: &mut Vec<Move>,
-        seen: &mut HashSet<World<C>>,
-        max_depth: usize,
-        report: &mut Report,
-    ) {
-        if !seen.insert(world.clone()) {
-            return;
-        }
-        report.deepest = report.deepest.max(trace.len());
-        if world.holders() > 1 && report.double_hold.is_none() {
-            report.double_hold = Some(trace.clone());
-        }
-        let moves = world.moves();
-        if moves.is_empty() && world.contenders.iter().any(|c| c.status() == Status::Waiting) && report.stuck.is_none()
-        {
-            report.stuck = Some(trace.clone());
-        }
-        if trace.len() == max_depth {
-            report.truncated |= !moves.is_empty();
-            return;
-        }
-        for next in moves {
-            let mut after = world.clone();
-            after.step(next);
-            trace.push(next);
-            visit(after, trace, seen, max_depth, report);
-            trace.pop();
+impl<C: Contender> Model for Every<C> {
+    type State = World<C>;
+    type Action = Move;
+
+    fn init(&self) -> Vec<World<C>> {
+        vec![self.0.clone()]
+    }
+
+    fn actions(&self, world: &World<C>, actions: &mut Vec<Move>) {
+        actions.extend(world.moves());
+    }
+
+    fn next(&self, world: &World<C>, &step: &Move) -> Option<World<C>> {
+        let mut after = world.clone();
+        after.step(step);
+        Some(after)
+    }
+
+    fn check(&self, world: &World<C>) -> Result<(), Violation> {
+        match world.holders() {
+            0 | 1 => Ok(()),
+            _ => Err(Violation::new("mutual exclusion", "two holders")),
         }
     }
-    let mut report = Report { states: 0, deepest: 0, truncated: false, double_hold: None, stuck: None };
-    let mut seen = HashSet::new();
-    visit(world, &mut Vec::new(), &mut seen, max_depth, &mut report);
-    report.states = seen.len();
-    report
+
+    fn check_at_rest(&self, world: &World<C>) -> Result<(), Violation> {
+        match world.contenders.iter().position(|c| c.status() == Status::Waiting) {
+            Some(waiter) => Err(Violation::new("progress", format!("contender {waiter} waits"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Explores every order of moves up to `depth`: the first property broken, if any.
+fn explore<C: Contender>(world: World<C>, depth: usize) -> Report<Every<C>> {
+    super::explore::explore(&Every(world), Bounds { depth, states: 1_000_000 })
+}
+
+/// The property a report's counterexample broke.
+fn broken<C: Contender>(report: &Report<Every<C>>) -> Option<&'static str> {
+    report.counterexample.as_ref().map(|found| found.violation.property)
 }
 
 fn curator(contender: u32) -> Peer {
@@ -286,20 +276,18 @@ fn curator_finds_its_node_after_losing_the_create_reply() {
 #[test]
 fn curator_mutex_excludes_in_every_interleaving() {
     let report = explore(World::new(vec![curator(0), curator(1)]).with_disconnects(1), 200);
-    eprintln!("two Curator mutexes, one disconnect: {report:?}");
-    assert_eq!(report.double_hold, None);
-    assert_eq!(report.stuck, None);
-    assert!(!report.truncated);
+    eprintln!("two Curator mutexes, one disconnect: {} states, depth {}", report.states, report.depth);
+    assert_eq!(broken(&report), None, "{:?}", report.counterexample);
+    assert!(report.complete && report.depth < 200);
 }
 
 #[test]
 fn kazoo_locks_exclude_in_every_interleaving() {
     let other = "0123456789abcdef0123456789abcdef";
     let report = explore(World::new(vec![kazoo(OBSERVED_HEX), kazoo(other)]).with_disconnects(1), 200);
-    eprintln!("two kazoo locks, one disconnect: {report:?}");
-    assert_eq!(report.double_hold, None);
-    assert_eq!(report.stuck, None);
-    assert!(!report.truncated);
+    eprintln!("two kazoo locks, one disconnect: {} states, depth {}", report.states, report.depth);
+    assert_eq!(broken(&report), None, "{:?}", report.counterexample);
+    assert!(report.complete && report.depth < 200);
 }
 
 #[test]
@@ -329,7 +317,7 @@ fn default_kazoo_ignores_a_curator_holder() {
     world.settle();
     assert_eq!(world.status(1), holding(&format!("/app/lock/{OBSERVED_HEX}__lock__0000000001")));
     assert_eq!(world.holders(), 2);
-    assert!(explore(World::new(vec![curator(0), kazoo(OBSERVED_HEX)]), 100).double_hold.is_some());
+    assert_eq!(broken(&explore(World::new(vec![curator(0), kazoo(OBSERVED_HEX)]), 100)), Some("mutual exclusion"));
 }
 
 #[test]
@@ -367,5 +355,5 @@ fn kazoo_with_curator_patterns_waits_for_a_curator_holder() {
     // Still unsafe the other way round: Curator, arriving second, mis-sorts the kazoo node.
     let patient = KazooLock::new("/app/lock", OBSERVED_HEX).with_extra_lock_patterns(&["-lock-"]);
     let report = explore(World::new(vec![curator(0), Peer::Kazoo(patient)]), 100);
-    assert!(report.double_hold.is_some());
+    assert_eq!(broken(&report), Some("mutual exclusion"));
 }
