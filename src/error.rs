@@ -66,7 +66,9 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// The server rejected the session's credentials.
+    /// The server refused a request for want of authentication. At connect, a rejection is
+    /// [`Error::SaslRejected`] or [`Error::AuthRequired`] instead (digest credentials are not
+    /// checked when given: a server accepts any).
     #[error("ZooKeeper rejected the session's credentials; check the ones given to SessionBuilder::digest")]
     AuthFailed,
 
@@ -78,8 +80,9 @@ pub enum Error {
     },
 
     /// A server could not be connected to because of TLS: see [`TlsProblem`] for each case.
-    /// Reported as soon as every server that could be reached failed this way, within the
-    /// connect timeout.
+    /// Reported once a round of connect attempts failed, no server answered the probe that
+    /// follows it, and at least one showed this misconfiguration (the first such server is
+    /// named); within the connect timeout, provided the first round ends before it.
     #[error("TLS with ZooKeeper at {server} failed: {problem}: {detail}")]
     Tls {
         /// The server, `host:port`.
@@ -230,8 +233,9 @@ impl Error {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsProblem {
-    /// The server's certificate is not signed by a trusted CA certificate (or is expired,
-    /// revoked, or otherwise invalid).
+    /// The server's certificate is not signed by a trusted CA certificate (or is expired, or
+    /// otherwise invalid). A *revoked* server certificate is refused by the client when CRLs are
+    /// given, but the probe does not check CRLs: that case ends as [`Error::Unreachable`].
     UntrustedServerCertificate,
     /// The server's certificate does not name the host it was reached by.
     HostnameMismatch,

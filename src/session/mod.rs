@@ -592,8 +592,9 @@ impl SessionBuilder {
     /// - [`Error::InvalidOption`] for a session timeout of zero or beyond `i32::MAX`
     ///   milliseconds, or a liveness margin that leaves no proof of liveness;
     /// - [`Error::Unreachable`] if no session is established within the connect timeout;
-    /// - [`Error::Tls`] as soon as every server that could be reached failed the TLS
-    ///   handshake, or speaks TLS to a session without it (see [`TlsProblem`](crate::TlsProblem));
+    /// - [`Error::Tls`] once a round of attempts failed, no server answered the probe after
+    ///   it, and one failed the TLS handshake or speaks TLS to a session without it (see
+    ///   [`TlsProblem`](crate::TlsProblem));
     /// - [`Error::TlsConfig`] if the certificates or key cannot be read or used;
     /// - [`Error::SaslRejected`] if the servers reject the SASL credentials;
     /// - [`Error::AuthRequired`] if the servers require SASL authentication and none was given.
