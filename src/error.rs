@@ -111,6 +111,22 @@ pub enum Error {
     )]
     AuthRequired,
 
+    /// Kerberos (SASL GSSAPI, feature `gssapi`) authentication failed: the client has no usable
+    /// credentials, gets no ticket for the servers' principal, or the servers rejected the
+    /// handshake. Reported within the connect timeout.
+    #[error(
+        "Kerberos (SASL GSSAPI) authentication with ZooKeeper as {service} failed: {reason}; check the \
+         client's credentials (KRB5_CLIENT_KTNAME for a keytab, or KRB5CCNAME for a ticket cache from \
+         kinit), KRB5_CONFIG for the realm and its KDC, and that {service} is the servers' principal \
+         (GssapiConfig::service and ::host)"
+    )]
+    Kerberos {
+        /// The servers' principal asked for, `service/host` (without the realm).
+        service: String,
+        /// What went wrong, as the GSSAPI library or the servers said.
+        reason: String,
+    },
+
     /// The ZooKeeper session expired while the operation ran; whatever it held is gone.
     /// The [`Session`](crate::Session) reconnects with a new session by itself: retry the operation.
     #[error(

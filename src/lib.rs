@@ -66,6 +66,10 @@
 //!   a restart. With `testing`, the harness starts TLS servers.
 //! - `sasl`: SASL DIGEST-MD5 authentication ([`SessionBuilder::sasl_digest`]). With `testing`,
 //!   the harness starts servers that require it.
+//! - `gssapi`: SASL GSSAPI (Kerberos) authentication ([`SessionBuilder::sasl_gssapi`],
+//!   `GssapiConfig`) through the system's GSSAPI library (MIT krb5). Building it needs libclang
+//!   and the GSSAPI headers (Debian: `libclang-dev libkrb5-dev`). With `testing`, the harness
+//!   starts a Kerberos KDC (`testing::TestingKdc`) and servers that require GSSAPI.
 //! - `postgres`: [`fence`], the token checked by PostgreSQL (`tokio-postgres`) in the
 //!   caller's own transaction; with `testing`, also [`testing::TestingPostgres`].
 //! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`),
@@ -111,6 +115,9 @@ pub use crate::path::validate_recipe_path;
 pub use crate::queue::FencedWrite;
 pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
+#[cfg(feature = "gssapi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gssapi")))]
+pub use crate::session::GssapiConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use crate::session::TlsConfig;

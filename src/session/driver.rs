@@ -49,6 +49,8 @@ pub(super) struct ConnectConfig {
     #[cfg(feature = "tls")]
     pub(super) tls: Option<std::sync::Arc<Tls>>,
     pub(super) sasl: Option<SaslCredentials>,
+    #[cfg(feature = "gssapi")]
+    pub(super) gssapi: Option<super::GssapiConfig>,
 }
 
 /// The pause before trying to establish a session again after a round of every server failed.
@@ -71,6 +73,10 @@ impl ConnectConfig {
             #[cfg(feature = "sasl")]
             if let Some(sasl) = &self.sasl {
                 connector = connector.with_sasl(zk::SaslOptions::digest_md5(sasl.user.clone(), sasl.password.clone()));
+            }
+            #[cfg(feature = "gssapi")]
+            if let Some(gssapi) = &self.gssapi {
+                connector = connector.with_sasl(gssapi.options());
             }
             #[cfg(feature = "tls")]
             let attempt = match &self.tls {
@@ -99,6 +105,13 @@ impl ConnectConfig {
                     let pause = tokio::time::Instant::now() + RETRY_PAUSE;
                     let budget =
                         deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    // The client only logs why it could not start a GSSAPI handshake.
+                    #[cfg(feature = "gssapi")]
+                    if let Some(gssapi) = &self.gssapi
+                        && let Some(error) = super::gssapi::diagnose(gssapi, &self.endpoints, budget).await
+                    {
+                        return Err(error);
+                    }
                     if let Some(error) = probe::diagnose(&self.endpoints, self.tls(), budget).await {
                         return Err(error);
                     }
@@ -118,6 +131,10 @@ impl ConnectConfig {
     /// What the server's `AuthFailed` means, given the credentials: the client reports a
     /// rejected SASL handshake and a session closed for want of authentication alike.
     fn auth_failed(&self) -> Error {
+        #[cfg(feature = "gssapi")]
+        if let Some(gssapi) = &self.gssapi {
+            return gssapi.rejected(&self.endpoints);
+        }
         match &self.sasl {
             Some(sasl) => Error::SaslRejected { user: sasl.user.clone() },
             // A server's stock digest provider accepts any digest credentials, and only

@@ -3,6 +3,8 @@
 
 mod clock;
 mod driver;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod liveness;
 mod probe;
 mod servers;
@@ -20,6 +22,8 @@ use zookeeper_client as zk;
 
 pub(crate) use self::clock::Moment;
 use self::driver::{ConnectConfig, Driver, SaslCredentials};
+#[cfg(feature = "gssapi")]
+pub use self::gssapi::GssapiConfig;
 use self::liveness::Liveness;
 #[cfg(feature = "tls")]
 pub use self::tls::TlsConfig;
@@ -475,6 +479,8 @@ pub struct SessionBuilder {
     #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
     sasl: Option<SaslCredentials>,
+    #[cfg(feature = "gssapi")]
+    gssapi: Option<GssapiConfig>,
 }
 
 impl Default for SessionBuilder {
@@ -489,6 +495,8 @@ impl Default for SessionBuilder {
             #[cfg(feature = "tls")]
             tls: None,
             sasl: None,
+            #[cfg(feature = "gssapi")]
+            gssapi: None,
         }
     }
 }
@@ -504,6 +512,8 @@ impl fmt::Debug for SessionBuilder {
             .field("acls", &self.acls);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls);
+        #[cfg(feature = "gssapi")]
+        f.field("gssapi", &self.gssapi);
         f.field("sasl_user", &self.sasl.as_ref().map(|sasl| &sasl.user)).finish()
     }
 }
@@ -547,6 +557,21 @@ impl SessionBuilder {
     #[cfg(feature = "sasl")]
     pub fn sasl_digest(mut self, user: &str, password: &str) -> Self {
         self.sasl = Some(SaslCredentials { user: user.to_owned(), password: password.to_owned() });
+        #[cfg(feature = "gssapi")]
+        {
+            self.gssapi = None;
+        }
+        self
+    }
+
+    /// Authenticates the session with SASL GSSAPI, Kerberos (feature `gssapi`), instead of
+    /// [`sasl_digest`](SessionBuilder::sasl_digest). The client's credentials come from the
+    /// environment (`KRB5CCNAME` or `KRB5_CLIENT_KTNAME`, and `KRB5_CONFIG`); `config` names the
+    /// servers' principal. See [`GssapiConfig`], and `recipes/security.md`.
+    #[cfg(feature = "gssapi")]
+    pub fn sasl_gssapi(mut self, config: GssapiConfig) -> Self {
+        self.gssapi = Some(config);
+        self.sasl = None;
         self
     }
 
@@ -597,7 +622,9 @@ impl SessionBuilder {
     ///   [`TlsProblem`](crate::TlsProblem));
     /// - [`Error::TlsConfig`] if the certificates or key cannot be read or used;
     /// - [`Error::SaslRejected`] if the servers reject the SASL credentials;
-    /// - [`Error::AuthRequired`] if the servers require SASL authentication and none was given.
+    /// - [`Error::AuthRequired`] if the servers require SASL authentication and none was given;
+    /// - [`Error::Kerberos`] if the client has no usable Kerberos credentials or gets no
+    ///   ticket for the servers' principal, or the servers reject the GSSAPI handshake.
     ///
     /// # Cancel safety
     ///
@@ -633,6 +660,8 @@ impl SessionBuilder {
             #[cfg(feature = "tls")]
             tls,
             sasl: self.sasl,
+            #[cfg(feature = "gssapi")]
+            gssapi: self.gssapi,
         };
         let started = Moment::now();
         let client = config.connect().await?;

@@ -51,6 +51,8 @@
 //! ```
 
 mod install;
+#[cfg(feature = "gssapi")]
+mod kdc;
 mod member;
 mod partition;
 mod peer;
@@ -67,6 +69,9 @@ use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 
 use self::install::{Installation, Source};
+#[cfg(feature = "gssapi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gssapi")))]
+pub use self::kdc::{REALM, SERVICE_HOST, TestingKdc};
 use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
 pub use self::peer::{Library, Peer, PeerContender, PeerRecipe, PeerSecurity};
@@ -123,6 +128,17 @@ pub enum HarnessError {
     /// A PostgreSQL client could not connect or a statement of the harness failed.
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+
+    /// MIT Kerberos' KDC programs are missing (for `TestingKdc`, feature `gssapi`).
+    #[error(
+        "the Kerberos KDC is missing ({0}): install it with `sudo apt-get install -y krb5-kdc \
+         krb5-admin-server` (Debian/Ubuntu)"
+    )]
+    KerberosMissing(String),
+
+    /// A Kerberos program of the harness failed, or the KDC did not start serving.
+    #[error("Kerberos KDC: {0}")]
+    Kdc(String),
 
     /// An interop peer's library or tools are missing.
     #[error(
@@ -358,6 +374,28 @@ impl ClusterBuilder {
     pub fn sasl_user(mut self, user: &str, password: &str) -> Self {
         self.sasl.push((user.to_owned(), password.to_owned()));
         self
+    }
+
+    /// Makes the servers require SASL GSSAPI (Kerberos) authentication of every session,
+    /// logging them in as `zookeeper/localhost@ZK.TEST` of `kdc` with its keytab (feature
+    /// `gssapi`): a session that has not authenticated is closed at its first request. A
+    /// client's ACL identity is then `sasl:<principal>`, e.g. `sasl:client@ZK.TEST`. The KDC
+    /// must outlive the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Io`] if the servers' JAAS file cannot be written.
+    #[cfg(feature = "gssapi")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "gssapi")))]
+    pub fn kerberos(self, kdc: &TestingKdc) -> Result<Self, HarnessError> {
+        let jaas = kdc.server_jaas()?;
+        let krb5_conf = kdc.krb5_conf();
+        Ok(self
+            .system_property("java.security.auth.login.config", &jaas.display().to_string())
+            .system_property("java.security.krb5.conf", &krb5_conf.display().to_string())
+            .setting("authProvider.sasl", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
+            .setting("enforce.auth.enabled", "true")
+            .setting("enforce.auth.schemes", "sasl"))
     }
 
     /// How long each server may take to start serving (default 60 s).
