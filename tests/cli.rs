@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{count_is, eventually, observer, session, standalone};
+use common::{code, count_is, eventually, finish, observer, session, standalone, text};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -33,18 +33,6 @@ fn tool(connect: &str) -> Command {
     command.env("ZK_SERVERS", connect).env_remove("ZK_DIGEST").arg("--session-timeout").arg("2s");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
-}
-
-async fn finish(child: Child) -> Output {
-    timeout(PATIENCE, child.wait_with_output()).await.expect("the tool exits").unwrap()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or_else(|| panic!("no exit code: {output:?}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn signal(child: &Child, signal: Signal) {

@@ -5,13 +5,15 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
+use common::{code, finish, text};
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::timeout;
 use zk_recipes::testing::{ClientAuth, TestingCluster};
 use zk_recipes::zk::{self, Acl, AuthId, Permission};
@@ -41,18 +43,6 @@ fn tls_tool(cluster: &TestingCluster) -> Command {
         .env("ZK_TLS_CERT", &tls.client.cert_path)
         .env("ZK_TLS_KEY", &tls.client.key_path);
     command
-}
-
-async fn finish(child: Child) -> Output {
-    timeout(PATIENCE, child.wait_with_output()).await.expect("the tool exits").unwrap()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or_else(|| panic!("no exit code: {output:?}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 async fn tls_cluster() -> TestingCluster {

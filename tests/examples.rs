@@ -90,13 +90,16 @@ fn the_leader_example_hands_over_with_growing_tokens_and_takes_turns() {
     }
 }
 
+/// The token an example printed right after `marker`.
+fn token_after(out: &str, marker: &str) -> FencingToken {
+    let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker:?} missing:\n{out}"));
+    line.split(marker).nth(1).unwrap().split([';', ':', ' ']).next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn the_fencing_example_rejects_the_resumed_holders_stale_write() {
     let out = run("fencing");
-    let token_after = |marker: &str| -> FencingToken {
-        let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker:?} missing:\n{out}"));
-        line.split(marker).nth(1).unwrap().split([';', ':', ' ']).next().unwrap().parse().unwrap()
-    };
+    let token_after = |marker: &str| token_after(&out, marker);
     let a = token_after("A: acquired with token ");
     let b = token_after("B: acquired with token ");
     assert!(a < b, "the successor's token is larger:\n{out}");
@@ -111,10 +114,7 @@ fn the_fencing_example_rejects_the_resumed_holders_stale_write() {
 #[test]
 fn the_payment_example_has_postgres_refuse_the_frozen_workers_capture() {
     let out = run_built(common::example_with_features("payment", &["postgres"]), "payment");
-    let token_after = |marker: &str| -> FencingToken {
-        let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker:?} missing:\n{out}"));
-        line.split(marker).nth(1).unwrap().split([';', ':', ' ']).next().unwrap().parse().unwrap()
-    };
+    let token_after = |marker: &str| token_after(&out, marker);
     let a = token_after("A: acquired with token ");
     let b = token_after("B: acquired with token ");
     assert!(a < b, "the successor's token is larger:\n{out}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use zk_recipes::testing::{ClientAuth, Proxy, TestingCluster};
@@ -33,24 +33,6 @@ fn client_tls(cluster: &TestingCluster) -> TlsConfig {
 
 fn builder() -> SessionBuilder {
     Session::builder().connect_timeout(CONNECT_TIMEOUT)
-}
-
-/// Connects and expects a failure, well within the connect timeout.
-async fn connect_error(builder: SessionBuilder, servers: &str) -> Error {
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(CONNECT_TIMEOUT * 2, builder.connect(servers)).await;
-    let error = match outcome {
-        Ok(Ok(session)) => panic!("connected to {servers}: {session:?}"),
-        Ok(Err(error)) => error,
-        Err(_) => panic!("the connect hung past twice its timeout"),
-    };
-    eprintln!("connect to {servers} failed after {:?}: {error}", started.elapsed());
-    assert!(
-        started.elapsed() < CONNECT_TIMEOUT,
-        "{error} came after {:?}, not within the connect timeout",
-        started.elapsed()
-    );
-    error
 }
 
 fn tls_problem(error: &Error) -> TlsProblem {
@@ -90,7 +72,12 @@ async fn a_mutex_is_taken_over_sasl() {
 async fn an_untrusted_server_certificate_is_named() {
     let cluster = tls_cluster(ClientAuth::None).await;
     let other = cluster.tls().unwrap().foreign_ca("other-ca").unwrap();
-    let error = connect_error(builder().tls(TlsConfig::ca_file(&other.cert_path)), &cluster.connect_string()).await;
+    let error = common::connect_error(
+        builder().tls(TlsConfig::ca_file(&other.cert_path)),
+        &cluster.connect_string(),
+        CONNECT_TIMEOUT,
+    )
+    .await;
     assert_eq!(tls_problem(&error), TlsProblem::UntrustedServerCertificate, "{error}");
     let message = error.to_string();
     assert!(message.contains(&other.cert_path.display().to_string()), "names the CA file: {message}");
@@ -103,7 +90,7 @@ async fn a_certificate_for_another_host_name_is_a_hostname_mismatch() {
     // The servers' certificates name 127.0.0.1 only.
     let servers = format!("localhost:{}", cluster.address(0).port());
     let ca = &cluster.tls().unwrap().ca.cert_path;
-    let error = connect_error(builder().tls(TlsConfig::ca_file(ca)), &servers).await;
+    let error = common::connect_error(builder().tls(TlsConfig::ca_file(ca)), &servers, CONNECT_TIMEOUT).await;
     assert_eq!(tls_problem(&error), TlsProblem::HostnameMismatch, "{error}");
     assert!(error.to_string().contains("\"localhost\""), "{error}");
 }
@@ -112,7 +99,8 @@ async fn a_certificate_for_another_host_name_is_a_hostname_mismatch() {
 async fn a_server_that_needs_a_client_certificate_says_so() {
     let cluster = tls_cluster(ClientAuth::Need).await;
     let ca = &cluster.tls().unwrap().ca.cert_path;
-    let error = connect_error(builder().tls(TlsConfig::ca_file(ca)), &cluster.connect_string()).await;
+    let error =
+        common::connect_error(builder().tls(TlsConfig::ca_file(ca)), &cluster.connect_string(), CONNECT_TIMEOUT).await;
     assert_eq!(tls_problem(&error), TlsProblem::ClientCertificateRequired, "{error}");
     assert!(error.to_string().contains("--tls-cert"), "{error}");
 }
@@ -123,7 +111,7 @@ async fn a_client_certificate_from_an_untrusted_ca_is_rejected() {
     let tls = cluster.tls().unwrap();
     let stranger = tls.foreign_ca("stranger-ca").unwrap().client("stranger").unwrap();
     let config = TlsConfig::ca_file(&tls.ca.cert_path).identity_files(&stranger.cert_path, &stranger.key_path);
-    let error = connect_error(builder().tls(config), &cluster.connect_string()).await;
+    let error = common::connect_error(builder().tls(config), &cluster.connect_string(), CONNECT_TIMEOUT).await;
     assert_eq!(tls_problem(&error), TlsProblem::ClientCertificateRejected, "{error}");
     assert!(error.to_string().contains(&stranger.cert_path.display().to_string()), "names the file: {error}");
 }
@@ -131,7 +119,7 @@ async fn a_client_certificate_from_an_untrusted_ca_is_rejected() {
 #[tokio::test]
 async fn a_plaintext_client_at_a_tls_port_is_told_to_use_tls() {
     let cluster = tls_cluster(ClientAuth::Want).await;
-    let error = connect_error(builder(), &cluster.connect_string()).await;
+    let error = common::connect_error(builder(), &cluster.connect_string(), CONNECT_TIMEOUT).await;
     assert_eq!(tls_problem(&error), TlsProblem::ServerRequiresTls, "{error}");
     assert!(error.to_string().contains("--tls-ca"), "{error}");
 }
@@ -139,7 +127,12 @@ async fn a_plaintext_client_at_a_tls_port_is_told_to_use_tls() {
 #[tokio::test]
 async fn a_tls_client_at_a_plaintext_port_is_told_it_is_plaintext() {
     let cluster = tls_cluster(ClientAuth::Want).await;
-    let error = connect_error(builder().tls(client_tls(&cluster)), &cluster.plaintext_connect_string()).await;
+    let error = common::connect_error(
+        builder().tls(client_tls(&cluster)),
+        &cluster.plaintext_connect_string(),
+        CONNECT_TIMEOUT,
+    )
+    .await;
     assert_eq!(tls_problem(&error), TlsProblem::ServerIsPlaintext, "{error}");
     assert!(error.to_string().contains("secureClientPort"), "{error}");
 }
@@ -147,7 +140,9 @@ async fn a_tls_client_at_a_plaintext_port_is_told_it_is_plaintext() {
 #[tokio::test]
 async fn a_wrong_sasl_password_is_rejected() {
     let cluster = cluster(TestingCluster::builder().sasl_user("alice", "alice-secret")).await;
-    let error = connect_error(builder().sasl_digest("alice", "wrong"), &cluster.connect_string()).await;
+    let error =
+        common::connect_error(builder().sasl_digest("alice", "wrong"), &cluster.connect_string(), CONNECT_TIMEOUT)
+            .await;
     assert_eq!(error, Error::SaslRejected { user: "alice".into() });
     let message = error.to_string();
     assert!(message.contains("ZK_SASL_PASSWORD") && !message.contains("wrong"), "{message}");
@@ -156,7 +151,7 @@ async fn a_wrong_sasl_password_is_rejected() {
 #[tokio::test]
 async fn a_server_that_requires_sasl_says_so_to_a_session_without() {
     let cluster = cluster(TestingCluster::builder().sasl_user("alice", "alice-secret")).await;
-    let error = connect_error(builder(), &cluster.connect_string()).await;
+    let error = common::connect_error(builder(), &cluster.connect_string(), CONNECT_TIMEOUT).await;
     assert_eq!(error, Error::AuthRequired, "{error}");
     assert!(error.to_string().contains("--sasl-user"), "{error}");
 }

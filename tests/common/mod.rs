@@ -295,3 +295,44 @@ pub fn example_with_features(name: &str, features: &[&str]) -> std::path::PathBu
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
     deps.parent().unwrap().join("examples").join(name)
 }
+
+/// How long a test waits for the `zk-recipes` tool to exit.
+pub const TOOL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits for the tool to exit: its output.
+pub async fn finish(child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(TOOL_PATIENCE, child.wait_with_output()).await.expect("the tool exits").unwrap()
+}
+
+/// The tool's exit status.
+pub fn code(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or_else(|| panic!("no exit code: {output:?}"))
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Connects with `builder` (whose connect timeout is `connect_timeout`) and expects a failure,
+/// well within the connect timeout: the error.
+pub async fn connect_error(
+    builder: zk_recipes::SessionBuilder,
+    servers: &str,
+    connect_timeout: Duration,
+) -> zk_recipes::Error {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(connect_timeout * 2, builder.connect(servers)).await;
+    let error = match outcome {
+        Ok(Ok(session)) => panic!("connected to {servers}: {session:?}"),
+        Ok(Err(error)) => error,
+        Err(_) => panic!("the connect hung past twice its timeout"),
+    };
+    eprintln!("connect to {servers} failed after {:?}: {error}", started.elapsed());
+    assert!(
+        started.elapsed() < connect_timeout,
+        "{error} came after {:?}, not within the connect timeout",
+        started.elapsed()
+    );
+    error
+}
