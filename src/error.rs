@@ -288,10 +288,12 @@ pub enum LossReason {
     SessionClosed,
     /// Someone else deleted the holder's node.
     NodeDeleted,
-    /// The ZooKeeper leader may already have expired the session: the proof of liveness ran out
-    /// (the connection was silent, or its server could not reach the leader, for too long; see
-    /// `recipes/mutex.md`, "Knowing when the lock is lost"). The node may still exist, but
-    /// holding can no longer be proven.
+    /// Holding can no longer be proven, though the node may have lasted. Either the ZooKeeper
+    /// leader may already have expired the session: the proof of liveness ran out (the
+    /// connection was silent, or its server could not reach the leader, for too long; see
+    /// `recipes/mutex.md`, "Knowing when the lock is lost"). Or the node's end went unseen: a
+    /// release's delete was cut off by a lost connection and its retry found no node, which
+    /// looks the same whether the cut-off delete ran or someone else's ran first.
     Unconfirmed,
     /// The server refused to watch the holder's node (it lacks READ permission for this
     /// session): a deletion of it would go unnoticed, so holding can no longer be proven.
@@ -309,9 +311,7 @@ impl fmt::Display for LossReason {
             Self::SessionExpired => "the ZooKeeper session expired",
             Self::SessionClosed => "the session was closed",
             Self::NodeDeleted => "the node was deleted by someone else",
-            Self::Unconfirmed => {
-                "the server may have expired the session: nothing the leader answered proves it alive any more"
-            }
+            Self::Unconfirmed => "holding can no longer be proven",
             Self::Unwatchable => {
                 "the server refused to watch the holder's node (does its ACL grant this session READ?), so its deletion would go unnoticed"
             }

@@ -88,7 +88,11 @@ macro_rules! guard {
             /// was gone, the session had expired or was closed, or [`lost`](Self::lost) had
             /// reported a loss: work done under it may have overlapped with another holder's.
             /// (A silence that ended with the same ZooKeeper session answering again was no
-            /// loss: the session, and with it the node, lived on.)
+            /// loss: the session, and with it the node, lived on.) Also `Error::Lost` with
+            /// [`LossReason::Unconfirmed`](crate::LossReason::Unconfirmed) if the delete was
+            /// cut off by a lost connection and its retry found no node: the client cannot
+            /// tell whether its own delete ran or someone else's ran first — the node is gone
+            /// either way. `Ok` means the delete was answered, so the node lasted until then.
             /// [`Error::ZooKeeper`](crate::Error::ZooKeeper) if the delete failed otherwise;
             /// the node is then deleted in the background.
             ///

@@ -68,18 +68,16 @@ impl Armed {
         watch.clone()
     }
 
-    /// What the watch has seen so far, without waiting.
-    fn seen(&self) -> Seen {
+    /// The loss the watch has seen so far, if any, without waiting.
+    fn seen(&self) -> Option<LossReason> {
         let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(current) = watch.clone() else { return Seen::Blind };
-        match current.now_or_never() {
-            None => Seen::Nothing,
-            Some(NodeEvent::Changed) => {
+        match watch.clone()?.now_or_never()? {
+            NodeEvent::Changed => {
                 // Spent by a data change: a deletion since then went unseen. Watch on.
                 *watch = Some(self.new_watch().shared());
-                Seen::Blind
+                None
             }
-            Some(event) => loss_of(event, &self.session, self.generation).map_or(Seen::Nothing, Seen::Lost),
+            event => loss_of(event, &self.session, self.generation),
         }
     }
 
@@ -87,17 +85,6 @@ impl Armed {
     fn take(&self) -> Option<Shared<NodeWatch>> {
         self.watch.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
-}
-
-/// What a holding's watch has seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    /// Nothing: the node was there as far as the watch can tell.
-    Nothing,
-    /// This loss.
-    Lost(LossReason),
-    /// It cannot tell: there was no watch all along.
-    Blind,
 }
 
 /// The loss a watch event on a holding's node means, if any. A deletion while the session is
@@ -257,8 +244,7 @@ impl Holding {
     pub(crate) async fn release(mut self) -> Result<(), Error> {
         let held = self.held.clone();
         // A deletion the watch on the node saw already is a loss, whoever deletes what is left.
-        let seen = held.armed.seen();
-        if let Seen::Lost(reason) = seen {
+        if let Some(reason) = held.armed.seen() {
             record_loss(&held.loss, &held.node, held.label, reason);
         }
         let earlier = *held.loss.get_or_init(|| LossReason::Released);
@@ -281,10 +267,14 @@ impl Holding {
         self.released = true;
         self.clean_strays();
         match deleted {
-            // Its own delete, as far as anyone can tell (`release` docs), unless the watch had
-            // gone blind: then holding cannot be proven to the end.
-            Ok(Deleted::Probably) if seen == Seen::Blind => lost(LossReason::Unconfirmed),
-            Ok(Deleted::Yes | Deleted::Probably) => {
+            // A delete cut off by a lost connection, and nothing there on the retry: that may
+            // have been this delete, or someone else's that ran first while the holder heard
+            // nothing — and a successor may have held since. The two look the same (a watch
+            // fires for either), so holding to the end cannot be proven — unless a loss was
+            // known already.
+            Ok(Deleted::Probably) if earlier == LossReason::Released => lost(LossReason::Unconfirmed),
+            Ok(Deleted::Probably) => lost(earlier),
+            Ok(Deleted::Yes) => {
                 tracing::info!(node = %held.node, held_ms = self.since.elapsed().as_millis() as u64, "released");
                 match earlier {
                     LossReason::Released => Ok(()),
