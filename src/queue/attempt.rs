@@ -847,6 +847,9 @@ pub(crate) mod mutation {
         WithdrawWithoutDelete,
         /// A reader watches the first writer ahead instead of the nearest.
         ReaderWatchesFirstWriter,
+        /// A release whose delete was cut off, and whose retry found nothing, counts its own
+        /// delete as the one that ran (the hole the chaos suite found).
+        ProbablyOwnDelete,
     }
 
     thread_local! {

@@ -20,6 +20,25 @@ pub(crate) enum Deleted {
     Probably,
 }
 
+impl Deleted {
+    /// What tries of a delete did: whether the last one deleted something, and whether an
+    /// earlier one was cut off in doubt ([`leaves_in_doubt`]).
+    pub(crate) fn of(deleted: bool, in_doubt: bool) -> Self {
+        match (deleted, in_doubt) {
+            (true, _) => Deleted::Yes,
+            (false, true) => Deleted::Probably,
+            (false, false) => Deleted::Nothing,
+        }
+    }
+}
+
+/// Whether a request that failed with `err` may still have run on the server. Only a lost
+/// connection leaves the outcome in doubt; Throttled and SessionMoved are the server's refusal
+/// to run the request.
+pub(crate) fn leaves_in_doubt(err: &zk::Error) -> bool {
+    matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_))
+}
+
 /// What to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -98,22 +117,13 @@ impl Target {
         let in_doubt = std::sync::atomic::AtomicBool::new(false);
         let attempt = || async {
             let outcome = self.delete_once(client).await;
-            // Only a lost connection leaves the outcome in doubt; Throttled and SessionMoved
-            // are the server's refusal to run the request.
-            if outcome
-                .as_ref()
-                .is_err_and(|err| matches!(err, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::Custom(_)))
-            {
+            if outcome.as_ref().is_err_and(leaves_in_doubt) {
                 in_doubt.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             outcome
         };
         let deleted = attempt.retry(backoff).when(is_transient).await?;
-        Ok(match (deleted, in_doubt.load(std::sync::atomic::Ordering::Relaxed)) {
-            (true, _) => Deleted::Yes,
-            (false, true) => Deleted::Probably,
-            (false, false) => Deleted::Nothing,
-        })
+        Ok(Deleted::of(deleted, in_doubt.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     async fn delete_once(&self, client: &zk::Client) -> Result<bool, zk::Error> {

@@ -9,6 +9,8 @@ use futures_util::future::Shared;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+#[cfg(test)]
+use super::attempt::mutation::{self, Mutation};
 use super::cleanup::{Deleted, Target};
 use super::watch::{NodeEvent, NodeWatch, watch_node};
 use crate::error::{Error, LossReason};
@@ -266,26 +268,13 @@ impl Holding {
         let deleted = self.target().delete(&client).await;
         self.released = true;
         self.clean_strays();
-        match deleted {
-            // A delete cut off by a lost connection, and nothing there on the retry: that may
-            // have been this delete, or someone else's that ran first while the holder heard
-            // nothing — and a successor may have held since. The two look the same (a watch
-            // fires for either), so holding to the end cannot be proven — unless a loss was
-            // known already.
-            Ok(Deleted::Probably) if earlier == LossReason::Released => lost(LossReason::Unconfirmed),
-            Ok(Deleted::Probably) => lost(earlier),
-            Ok(Deleted::Yes) => {
+        match verdict(earlier, deleted) {
+            Verdict::Held => {
                 tracing::info!(node = %held.node, held_ms = self.since.elapsed().as_millis() as u64, "released");
-                match earlier {
-                    LossReason::Released => Ok(()),
-                    // Deleted now, but holding was in doubt before: report it.
-                    reason => lost(reason),
-                }
+                Ok(())
             }
-            Ok(Deleted::Nothing) => lost(LossReason::NodeDeleted),
-            Err(zk::Error::SessionExpired) => lost(LossReason::SessionExpired),
-            Err(zk::Error::ClientClosed) => lost(LossReason::SessionClosed),
-            Err(err) => {
+            Verdict::Lost(reason) => lost(reason),
+            Verdict::Failed(err) => {
                 // Hand the node to the background cleanup rather than leave it behind.
                 self.target().schedule(&held.session, held.generation);
                 Err(Error::zk(&held.node, err))
@@ -330,6 +319,42 @@ impl Drop for Holding {
             self.target().schedule(&self.held.session, self.held.generation);
         }
         self.clean_strays();
+    }
+}
+
+/// What a release's delete proves about a holding.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// The node lasted until the release's own delete removed it.
+    Held,
+    /// Holding had ended, or cannot be proven to have lasted, for this reason.
+    Lost(LossReason),
+    /// The delete failed otherwise; the node may still be there.
+    Failed(zk::Error),
+}
+
+/// Judges a release by its delete, given the loss known before it (`Released` if none): held
+/// only if its own delete was answered, which proves the node existed until then.
+pub(crate) fn verdict(earlier: LossReason, deleted: Result<Deleted, zk::Error>) -> Verdict {
+    #[cfg(test)]
+    let deleted = match deleted {
+        Ok(Deleted::Probably) if mutation::is(Mutation::ProbablyOwnDelete) => Ok(Deleted::Yes),
+        other => other,
+    };
+    match deleted {
+        // Deleted now, but holding was in doubt before: report it.
+        Ok(Deleted::Yes) if earlier != LossReason::Released => Verdict::Lost(earlier),
+        Ok(Deleted::Yes) => Verdict::Held,
+        // A delete cut off by a lost connection, and nothing there on the retry: that may have
+        // been this delete, or someone else's that ran first while the holder heard nothing —
+        // and a successor may have held since. The two look the same (a watch fires for
+        // either), so holding to the end cannot be proven — unless a loss was known already.
+        Ok(Deleted::Probably) if earlier == LossReason::Released => Verdict::Lost(LossReason::Unconfirmed),
+        Ok(Deleted::Probably) => Verdict::Lost(earlier),
+        Ok(Deleted::Nothing) => Verdict::Lost(LossReason::NodeDeleted),
+        Err(zk::Error::SessionExpired) => Verdict::Lost(LossReason::SessionExpired),
+        Err(zk::Error::ClientClosed) => Verdict::Lost(LossReason::SessionClosed),
+        Err(err) => Verdict::Failed(err),
     }
 }
 

@@ -10,7 +10,7 @@ pub(crate) mod attempt;
 pub(crate) mod children;
 pub(crate) mod cleanup;
 mod fenced;
-mod holding;
+pub(crate) mod holding;
 mod role;
 pub(crate) mod watch;
 

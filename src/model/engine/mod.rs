@@ -29,7 +29,8 @@ use super::{Delivery, EventType, Mode, Reply, Request, RequestId, Server, Sessio
 use crate::error::{Error, LossReason};
 use crate::queue::Role;
 use crate::queue::attempt::{self, Attempt, Command, Env, Input};
-use crate::queue::cleanup::Target;
+use crate::queue::cleanup::{Deleted, Target, leaves_in_doubt};
+use crate::queue::holding::{Verdict, verdict};
 use crate::queue::watch::NodeEvent;
 use crate::token::FencingToken;
 
@@ -172,12 +173,20 @@ enum Asked {
     SyncFirst,
     SyncedList,
     Owner,
-    List { stat: bool },
+    List {
+        stat: bool,
+    },
     Sync,
     OwnWatch,
     AheadWatch,
     RequiredWatch,
     Cleanup,
+    /// A release's delete of a held node, judged by the holding's own verdict: `in_doubt` once
+    /// a try was cut off by a lost connection, `ran` once a try deleted the node.
+    Release {
+        in_doubt: bool,
+        ran: bool,
+    },
 }
 
 /// Where a contender is in its recipe.
@@ -394,7 +403,10 @@ impl World {
             // Lost on the way, and the connection with it: the request never took effect.
             return self.disconnect(i, Some(id));
         }
-        let _ = self.server.apply(contender.session, id, request);
+        let applied = self.server.apply(contender.session, id, request);
+        if let (Ok(_), Some((_, Asked::Release { ran, .. }, _))) = (applied, self.contenders[i].asked.last_mut()) {
+            *ran = true;
+        }
     }
 
     /// The connection drops: every reply pending is lost (and `unsent`, which never arrived),
@@ -588,10 +600,29 @@ impl World {
         // Everything but a create is sent again after a connection loss, as the driver's
         // `resend`, the watches' retries and the background cleanup do; a lost create is the
         // machine's to recover.
-        if result == Err(ZkError::ConnectionLoss) && !matches!(asked, Asked::Create | Asked::CreateList) {
+        if let Err(err @ ZkError::ConnectionLoss) = result
+            && !matches!(asked, Asked::Create | Asked::CreateList)
+        {
+            let asked = match asked {
+                Asked::Release { in_doubt, ran } => {
+                    Asked::Release { in_doubt: in_doubt || leaves_in_doubt(&zk_error(err)), ran }
+                }
+                other => other,
+            };
             return self.send(i, asked, sent);
         }
         let ready = match (asked, result) {
+            (Asked::Release { in_doubt, ran }, result) => {
+                let Request::Delete { path, .. } = sent else { unreachable!("a release deletes") };
+                // No loss was known before: the holding's watch is not modelled.
+                let deleted = match result {
+                    Ok(_) => Ok(Deleted::of(true, in_doubt)),
+                    Err(ZkError::NoNode) => Ok(Deleted::of(false, in_doubt)),
+                    Err(err) => Err(zk_error(err)),
+                };
+                let held = verdict(LossReason::Released, deleted) == Verdict::Held;
+                return self.check_release(i, &path, held, ran);
+            }
             (Asked::Create, created) => {
                 let Request::Create { path: base, .. } = sent else { unreachable!("a create was sent") };
                 contender.created = Some(created.map(|reply| match reply {
@@ -723,7 +754,11 @@ impl World {
             return None;
         };
         for path in &nodes {
-            self.send(i, Asked::Cleanup, Request::Delete { path: path.clone(), version: None });
+            self.send(
+                i,
+                Asked::Release { in_doubt: false, ran: false },
+                Request::Delete { path: path.clone(), version: None },
+            );
         }
         if let Some((dir, prefix)) = strays {
             self.delete_prefixed(i, &dir, &prefix, &nodes);

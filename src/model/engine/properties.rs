@@ -169,6 +169,17 @@ impl World {
         }
     }
 
+    /// At a release's verdict: a release that says the lock was held to the end deleted the
+    /// node itself. Had someone else's delete come first, a successor may have held meanwhile.
+    pub(super) fn check_release(&mut self, i: usize, node: &str, held: bool, ran: bool) {
+        if held && !ran {
+            self.flaw(
+                "a release claims only what it held",
+                format!("contender {i} was told it held {node} to the end, which another delete had removed"),
+            );
+        }
+    }
+
     /// The existing nodes ahead of `node` in its directory (created before it) that a
     /// contender of `role` must wait for, oldest first.
     fn waited_for(&self, node: &str, role: Role) -> Vec<String> {

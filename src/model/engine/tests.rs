@@ -95,6 +95,14 @@ mod fixed {
     }
 
     #[test]
+    fn releases_cut_off_after_an_outside_delete_claim_nothing() {
+        let budget = Budget { outside_deletes: 1, disconnects: 1, ..Budget::NONE };
+        holds_everywhere("mutex, 2, delete and disconnect", &Scenario { budget, ..Scenario::of(Role::Lock, 2) });
+        let plan = Plan::Semaphore { permits: 1, count: 1 };
+        holds("semaphore 1, 2, delete and disconnect", &Scenario { budget, ..Scenario::new(vec![plan; 2]) });
+    }
+
+    #[test]
     fn readers_and_a_writer_with_an_outside_delete() {
         let plans = [Role::Read, Role::Write, Role::Read].map(Plan::Single).to_vec();
         let scenario = Scenario { budget: Budget { outside_deletes: 1, ..Budget::NONE }, ..Scenario::new(plans) };
@@ -241,6 +249,20 @@ mod negative_controls {
         let found = caught("fresh prefix", Mutation::FreshPrefixAfterLostReply, &scenario);
         assert_eq!(found.violation.property, "every live waiter eventually holds", "{found:?}");
         assert!(steps(&found).iter().any(|a| matches!(a, Action::Disconnect(_))), "{found:?}");
+    }
+
+    #[test]
+    fn a_release_counting_a_cut_off_delete_as_its_own_claims_a_node_deleted_unheard() {
+        let budget = Budget { outside_deletes: 1, disconnects: 1, ..Budget::NONE };
+        let scenario = Scenario { budget, ..Scenario::of(Role::Lock, 1) };
+        let found = caught("probably own delete", Mutation::ProbablyOwnDelete, &scenario);
+        assert_eq!(found.violation.property, "a release claims only what it held", "{found:?}");
+        // Someone deletes the held node, then the reply to the release's own delete is lost.
+        let actions = steps(&found);
+        let deleted = actions.iter().position(|a| matches!(a, Action::OutsideDelete(_))).expect("a delete");
+        let released = actions.iter().position(|a| matches!(a, Action::Release(_))).expect("a release");
+        let cut = actions.iter().position(|a| matches!(a, Action::Disconnect(_))).expect("a disconnect");
+        assert!(deleted < released && released < cut, "{found:?}");
     }
 
     #[test]
