@@ -54,8 +54,7 @@
 //! # Cargo features
 //!
 //! - `testing`: [`testing`], real Apache ZooKeeper servers and ensembles started as child
-//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`), and
-//!   Curator and kazoo peers for interop tests.
+//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`).
 //! - `metrics`: acquisition latency, queue length, hold time, losses and session state changes
 //!   through the [`metrics`](https://docs.rs/metrics) facade: `zk_recipes_acquire_seconds`
 //!   (labels `recipe` = `lock`/`read`/`write`/`latch`/`lease`/`semaphore_gate`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`

@@ -55,7 +55,6 @@ mod install;
 mod kdc;
 mod member;
 mod partition;
-mod peer;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod proxy;
@@ -74,7 +73,6 @@ use self::install::{Installation, Source};
 pub use self::kdc::{REALM, SERVICE_HOST, TestingKdc};
 use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
-pub use self::peer::{Library, Peer, PeerContender, PeerRecipe, PeerSecurity};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::postgres::TestingPostgres;

@@ -1,8 +1,9 @@
 //! Apache Curator and kazoo contenders in child processes, driven from Rust: the other side of
-//! the interop tests.
+//! `zk-recipes`' interop tests and benchmarks. Not published: a workspace member that
+//! `tests/interop` and `examples/bench` use as a dev-dependency.
 //!
-//! A [`Peer`] is one process — a JVM running `tests/peers/CuratorPeer.java` against Debian's
-//! Curator 5.4 jars, or Debian's `/usr/bin/python3` running `tests/peers/kazoo_peer.py` with
+//! A [`Peer`] is one process — a JVM running `peers/CuratorPeer.java` against Debian's
+//! Curator 5.4 jars, or Debian's `/usr/bin/python3` running `peers/kazoo_peer.py` with
 //! kazoo 2.8. It hosts any number of [`PeerContender`]s, each with its own client and therefore
 //! its own ZooKeeper session. The Java source is compiled with `javac` on first use into the
 //! build directory next to the running executable (never committed as class files).
@@ -10,6 +11,8 @@
 //! A contender does one thing at a time, in the order asked; every call waits for the peer's
 //! answer, so the test decides the interleaving. Leadership changes of a Curator `LeaderLatch`
 //! or `LeaderSelector` arrive as [`PeerContender::event`]s.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,10 +26,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Mutex, mpsc};
 
-use super::HarnessError;
+use zk_recipes::testing::HarnessError;
 
-const CURATOR_SOURCE: &str = include_str!("../../tests/peers/CuratorPeer.java");
-const KAZOO_SOURCE: &str = include_str!("../../tests/peers/kazoo_peer.py");
+const CURATOR_SOURCE: &str = include_str!("../CuratorPeer.java");
+const KAZOO_SOURCE: &str = include_str!("../kazoo_peer.py");
 /// Debian's jars; their manifests name the jars they need (ZooKeeper's client, Guava, SLF4J).
 const CURATOR_CLASSPATH: &str = "/usr/share/java/curator-recipes.jar:/usr/share/java/slf4j-nop.jar";
 /// Debian's PostgreSQL JDBC driver (`libpostgresql-jdbc-java`), on the Curator peer's runtime
@@ -113,7 +116,7 @@ pub struct PeerSecurity {
 impl PeerSecurity {
     /// TLS (`zookeeper.client.secure`, through Netty) trusting the PEM CA file `ca`, and
     /// presenting the certificate and key of the PEM key store `key_store` if given (key and
-    /// certificate in one file: [`TestTls::java_key_store`](super::TestTls::java_key_store)).
+    /// certificate in one file: [`TestTls::java_key_store`](zk_recipes::testing::TestTls::java_key_store)).
     pub fn tls(ca: &Path, key_store: Option<&Path>) -> Self {
         let mut jvm_args = vec![
             "-Dzookeeper.client.secure=true".to_owned(),
@@ -132,7 +135,7 @@ impl PeerSecurity {
     }
 
     /// SASL with the JAAS file `jaas`, whose `Client` section has the credentials
-    /// ([`TestSasl::java_client_jaas`](super::TestSasl::java_client_jaas)).
+    /// ([`TestSasl::java_client_jaas`](zk_recipes::testing::TestSasl::java_client_jaas)).
     pub fn sasl(jaas: &Path) -> Self {
         Self { jvm_args: vec![format!("-Djava.security.auth.login.config={}", jaas.display())], classpath: Vec::new() }
     }
@@ -199,7 +202,7 @@ impl Peer {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| HarnessError::io("starting an interop peer", e))?;
+            .map_err(|e| io("starting an interop peer", e))?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
 
@@ -258,8 +261,8 @@ impl Peer {
         let line = format!("bench {command}\n");
         {
             let mut stdin = self.stdin.lock().await;
-            stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to a peer", e))?;
-            stdin.flush().await.map_err(|e| HarnessError::io("writing to a peer", e))?;
+            stdin.write_all(line.as_bytes()).await.map_err(|e| io("writing to a peer", e))?;
+            stdin.flush().await.map_err(|e| io("writing to a peer", e))?;
         }
         let answer = tokio::time::timeout(within, answers.recv())
             .await
@@ -405,7 +408,7 @@ impl PeerContender {
     ///
     /// Not cancel safe, like every command here: the peer answers anyway, and its answer would
     /// be taken for the next command's.
-    pub async fn token(&mut self) -> Result<crate::FencingToken, HarnessError> {
+    pub async fn token(&mut self) -> Result<zk_recipes::FencingToken, HarnessError> {
         let text = self.call("token", "token").await?;
         text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")))
     }
@@ -432,7 +435,7 @@ impl PeerContender {
         lock: &str,
         order: i64,
         worker: &str,
-    ) -> Result<Result<crate::FencingToken, crate::FencingToken>, HarnessError> {
+    ) -> Result<Result<zk_recipes::FencingToken, zk_recipes::FencingToken>, HarnessError> {
         if !Path::new(JDBC_DRIVER).is_file() {
             return Err(HarnessError::PeerMissing(format!("{JDBC_DRIVER} does not exist")));
         }
@@ -482,8 +485,8 @@ impl PeerContender {
     async fn send(&self, command: &str) -> Result<(), HarnessError> {
         let line = format!("{} {command}\n", self.id);
         let mut stdin = self.stdin.lock().await;
-        stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to an interop peer", e))?;
-        stdin.flush().await.map_err(|e| HarnessError::io("writing to an interop peer", e))
+        stdin.write_all(line.as_bytes()).await.map_err(|e| io("writing to an interop peer", e))?;
+        stdin.flush().await.map_err(|e| io("writing to an interop peer", e))
     }
 
     async fn answer(&mut self) -> Result<(String, String), HarnessError> {
@@ -537,9 +540,30 @@ async fn program(library: Library, security: &PeerSecurity) -> Result<Command, H
     })
 }
 
+/// A harness I/O error: what it was doing, and the error.
+fn io(doing: &'static str, source: std::io::Error) -> HarnessError {
+    HarnessError::Io { doing, source }
+}
+
+/// `java` from `JAVA_HOME` or `PATH`, as the ZooKeeper harness finds it.
+fn locate_java() -> Result<PathBuf, HarnessError> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let java = Path::new(&home).join("bin/java");
+        if java.is_file() {
+            return Ok(java);
+        }
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("java"))
+        .find(|java| java.is_file())
+        .ok_or_else(|| HarnessError::JavaMissing("no `java` in JAVA_HOME/bin or on PATH".into()))
+}
+
 /// The `java` binary, with symbolic links resolved, so that `javac` is taken from the same JDK.
 fn java() -> Result<PathBuf, HarnessError> {
-    let java = super::install::locate_java()?;
+    let java = locate_java()?;
     Ok(std::fs::canonicalize(&java).unwrap_or(java))
 }
 
@@ -555,7 +579,7 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
     }
     let mut hasher = DefaultHasher::new();
     (CURATOR_SOURCE, &javac).hash(&mut hasher);
-    let exe = std::env::current_exe().map_err(|e| HarnessError::io("finding the build directory", e))?;
+    let exe = std::env::current_exe().map_err(|e| io("finding the build directory", e))?;
     let root = exe.parent().unwrap_or(Path::new(".")).join("zk-recipes-peers");
     let classes = root.join(format!("curator-{:016x}", hasher.finish()));
     if classes.join("CuratorPeer.class").is_file() {
@@ -563,9 +587,9 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
     }
     let staging = root.join(format!("staging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| HarnessError::io("creating the peer build directory", e))?;
+    std::fs::create_dir_all(&staging).map_err(|e| io("creating the peer build directory", e))?;
     let source = staging.join("CuratorPeer.java");
-    std::fs::write(&source, CURATOR_SOURCE).map_err(|e| HarnessError::io("writing the Curator peer", e))?;
+    std::fs::write(&source, CURATOR_SOURCE).map_err(|e| io("writing the Curator peer", e))?;
     let output = Command::new(&javac)
         .arg("-nowarn")
         .arg("-cp")
@@ -575,7 +599,7 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
         .arg(&source)
         .output()
         .await
-        .map_err(|e| HarnessError::io("running javac", e))?;
+        .map_err(|e| io("running javac", e))?;
     if !output.status.success() {
         return Err(HarnessError::Peer(format!(
             "javac failed on the Curator peer:\n{}",
@@ -586,7 +610,7 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
         let _ = std::fs::remove_dir_all(&staging);
         // Fine if another process got there first: its classes are the same.
         if !classes.join("CuratorPeer.class").is_file() {
-            return Err(HarnessError::io("moving the compiled Curator peer into place", error));
+            return Err(io("moving the compiled Curator peer into place", error));
         }
     }
     Ok(classes)
