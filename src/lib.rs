@@ -22,8 +22,9 @@
 //!   even while the network is silent and when the holder's server is a follower cut off from
 //!   the leader. The proof rests on heartbeats only the leader can answer and assumes clock
 //!   rates within 2 %, ZooKeeper's default `minSessionTimeout` and the same session timeout on
-//!   every member ([`docs::mutex`](crate::docs::mutex#knowing-when-the-lock-is-lost)). A contender whose node
-//!   someone else deletes never comes back as a holder, and no guard is handed out already lost.
+//!   every member ([`docs::mutex`](crate::docs::mutex#knowing-when-the-lock-is-lost)). A
+//!   contender whose node someone else deletes never comes back as a holder, and no guard is
+//!   handed out already lost.
 //! - **Fair and quiet.** Contenders are served in arrival order. A waiter watches only the node
 //!   just ahead of it (and its own): one release wakes one waiter, and an uncontended
 //!   acquisition costs one round trip (the create and the `getChildren` travel together).
