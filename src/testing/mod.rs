@@ -138,18 +138,6 @@ pub enum HarnessError {
     #[error("Kerberos KDC: {0}")]
     Kdc(String),
 
-    /// An interop peer's library or tools are missing.
-    #[error(
-        "an interop peer cannot run ({0}): install Curator, kazoo, javac and the PostgreSQL JDBC \
-         driver with `sudo apt-get install -y libcurator-recipes-java python3-kazoo \
-         default-jdk-headless libpostgresql-jdbc-java` (Debian/Ubuntu)"
-    )]
-    PeerMissing(String),
-
-    /// An interop peer failed or answered something unexpected.
-    #[error("interop peer: {0}")]
-    Peer(String),
-
     /// A server did not start serving.
     #[error("ZooKeeper member {member} is not serving after {after:?}; its log is {log:?}:\n{tail}")]
     NotServing {
