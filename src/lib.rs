@@ -22,8 +22,9 @@
 //!   even while the network is silent and when the holder's server is a follower cut off from
 //!   the leader. The proof rests on heartbeats only the leader can answer and assumes clock
 //!   rates within 2 %, ZooKeeper's default `minSessionTimeout` and the same session timeout on
-//!   every member (`recipes/mutex.md`, "Knowing when the lock is lost"). A contender whose node
-//!   someone else deletes never comes back as a holder, and no guard is handed out already lost.
+//!   every member ([`docs::mutex`](crate::docs::mutex#knowing-when-the-lock-is-lost)). A
+//!   contender whose node someone else deletes never comes back as a holder, and no guard is
+//!   handed out already lost.
 //! - **Fair and quiet.** Contenders are served in arrival order. A waiter watches only the node
 //!   just ahead of it (and its own): one release wakes one waiter, and an uncontended
 //!   acquisition costs one round trip (the create and the `getChildren` travel together).
@@ -51,16 +52,63 @@
 //!
 //! [`inspect`] reads who holds any recipe path and who waits (what `zk-recipes status` shows).
 //!
+//! # Which recipe should I use?
+//!
+//! - [`Mutex`]: one holder at a time — a job that must not run twice at once (a nightly
+//!   billing run, a payment batch, a migration). You take it, work, and release it.
+//! - [`ReadWriteLock`]: any number of readers together, or one writer alone — when most work
+//!   only reads what the writers change. A queued writer goes before readers that come after
+//!   it, so later readers never starve it; readers that come after a queued writer wait.
+//! - [`Semaphore`]: at most `permits` holders at once — to bound concurrent use of something
+//!   shared (a partner API's connection limit, a pool of licences). Every participant must say
+//!   the same `permits`. Leases hold together, so their tokens order them but cannot fence one
+//!   off from another.
+//! - [`LeaderLatch`]: one leader among long-running participants — a service instance that
+//!   owns a shard or runs the scheduler. A candidacy stays in the election, rejoining after a
+//!   loss or an expiry, until you close it or an error that retrying cannot fix ends it;
+//!   [`Candidate::leadership`] tells you when you lead.
+//! - [`LeaderSelector`]: run a task only while leading — the task gets a [`Term`], and the
+//!   term ends when the task returns or leadership is lost. With
+//!   [`auto_requeue`](LeaderSelector::auto_requeue) participants take turns in arrival order.
+//!
+//! Each pairs with its Curator counterpart on the same path: `InterProcessMutex`,
+//! `InterProcessReadWriteLock`, `InterProcessSemaphoreV2` (with the same permit count),
+//! `LeaderLatch`, `LeaderSelector`.
+//!
+//! ## When fencing tokens matter
+//!
+//! [`MutexGuard::lost`] tells a holder that listens, but nothing can stop a holder that is
+//! paused (a GC pause, a stalled VM, `SIGSTOP`) between its last check and its write: by the
+//! time the write arrives, a successor may hold the lock. Whenever two overlapping holders would
+//! do harm — a double charge, a lost update — pass the holder's [`FencingToken`] with every
+//! write and have the resource refuse a token lower than the highest it has seen:
+//!
+//! - state kept in ZooKeeper itself: [`MutexGuard::fenced_write`] (a multi-op that commits only
+//!   while the holder's node exists);
+//! - PostgreSQL: [`fence`] (feature `postgres`), the token checked inside your own
+//!   transaction;
+//! - any other store: keep the highest token next to the data and reject lower ones
+//!   ([`docs::fencing`] explains why the resource must check, and how).
+//!
+//! Work whose overlap is harmless (idempotent, or merely wasted when done twice) needs no
+//! fencing. Tokens fence exclusive holders — a mutex holder, a writer, a leader; a reader's
+//! token lies above every earlier writer's and below every later writer's, so a store can
+//! refuse readers that a writer has already overtaken.
+//!
+//! # Specifications
+//!
+//! How each recipe works, what it guarantees and what happens under each failure:
+//! [`docs::mutex`], [`docs::rwlock`], [`docs::semaphore`], [`docs::leader`]; checking the
+//! token at the resource: [`docs::fencing`]; TLS, SASL and ACLs: [`docs::security`]; the model
+//! checking of the queue protocol: [`docs::model`].
+//!
 //! # Cargo features
 //!
 //! - `testing`: [`testing`], real Apache ZooKeeper servers and ensembles started as child
-//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`), and
-//!   Curator and kazoo peers for interop tests.
+//!   processes, for integration tests (like Curator's `TestingServer` / `TestingCluster`).
 //! - `metrics`: acquisition latency, queue length, hold time, losses and session state changes
-//!   through the [`metrics`](https://docs.rs/metrics) facade: `zk_recipes_acquire_seconds`
-//!   (labels `recipe` = `lock`/`read`/`write`/`latch`/`lease`/`semaphore_gate`, `outcome`), `zk_recipes_queue_length`, `zk_recipes_hold_seconds`
-//!   (`recipe`), `zk_recipes_losses_total` (`recipe`, `reason`),
-//!   `zk_recipes_session_state_changes_total` (`state`).
+//!   through the [`metrics`](https://docs.rs/metrics) facade (names and labels:
+//!   [Metrics](#metrics)).
 //! - `tls`: TLS to the servers' client ports ([`TlsConfig`], [`SessionBuilder::tls`]): rustls,
 //!   PEM certificates and keys from text or files, rotated certificate files picked up without
 //!   a restart. With `testing`, the harness starts TLS servers.
@@ -74,12 +122,29 @@
 //!   caller's own transaction; with `testing`, also [`testing::TestingPostgres`].
 //! - `cli`: the `zk-recipes` command-line tool (`cargo install zk-recipes --features cli`),
 //!   with `tls` and `sasl`.
+//!
+//! # Metrics
+//!
+//! With feature `metrics`, the library records through the [`metrics`](https://docs.rs/metrics)
+//! facade (install any exporter; without the feature nothing is recorded). Every name is
+//! labelled `recipe` (`lock` for a mutex or selector, `read`, `write`, `latch`, `lease` for a
+//! semaphore's leases and `semaphore_gate` for its internal mutex, whose queue is the
+//! semaphore's waiting line), except the session's:
+//!
+//! | name | kind | what |
+//! | --- | --- | --- |
+//! | `zk_recipes_acquire_seconds` | histogram, label `outcome` (`acquired`, `not_acquired`, `timeout`, `error`) | time from asking to the outcome |
+//! | `zk_recipes_queue_length` | histogram | children of the directory when a contender queued, its own node included |
+//! | `zk_recipes_hold_seconds` | histogram | time from acquiring to releasing (or dropping) |
+//! | `zk_recipes_losses_total` | counter, label `reason` (a [`LossReason`] variant, e.g. `SessionExpired`) | holdings lost, by reason |
+//! | `zk_recipes_session_state_changes_total` | counter, label `state` (`Connected`, `Suspended`, `Lost`, `Closed`; no `recipe`) | session state changes, by new state |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unused_must_use)]
 #![doc(test(attr(deny(warnings, rust_2018_idioms), allow(dead_code, unused_variables))))]
 
+pub mod docs;
 mod error;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -1,15 +1,6 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade, with feature `metrics`;
-//! without it every function here is empty. The names, all labelled `recipe` (`lock` for a
-//! mutex or selector, `read`, `write`, `latch`, `lease` for a semaphore's leases and
-//! `semaphore_gate` for its internal mutex, whose queue is the semaphore's waiting line):
-//!
-//! | name | kind | what |
-//! | --- | --- | --- |
-//! | `zk_recipes_acquire_seconds` | histogram, label `outcome` (`acquired`, `not_acquired`, `timeout`, `error`) | time from asking to the outcome |
-//! | `zk_recipes_queue_length` | histogram | children of the directory when a contender queued, its own node included |
-//! | `zk_recipes_hold_seconds` | histogram | time from acquiring to releasing (or dropping) |
-//! | `zk_recipes_losses_total` | counter, label `reason` (a [`LossReason`] variant, e.g. `SessionExpired`) | holdings lost, by reason |
-//! | `zk_recipes_session_state_changes_total` | counter, label `state` (`Connected`, `Suspended`, `Lost`, `Closed`; no `recipe`) | session state changes, by new state |
+//! without it every function here is empty. The names, kinds and labels are documented once,
+//! in the crate docs (`src/lib.rs`, "Metrics"): keep that table in step with this file.
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use crate::session::Session;
 /// process using Curator can share the lock. The lowest node holds; every other contender
 /// watches only the node just ahead of it, so a release wakes exactly one waiter. Nodes of
 /// kazoo's dialect (`__lock__`) in the same directory count as contenders too. See
-/// `recipes/mutex.md` for the algorithm and what happens under each failure.
+/// [`docs::mutex`](crate::docs::mutex) for the algorithm and what happens under each failure.
 ///
 /// The mutex is not reentrant: locking it again from the same process queues behind the
 /// first guard. Holding is advisory — pass the guard's [token](MutexGuard::token) to the

@@ -18,7 +18,8 @@ use crate::session::Session;
 /// it is first of all nodes and watches the node just ahead of it; a reader holds when no
 /// writer is ahead of it and otherwise watches the nearest writer ahead. kazoo's `__rlock__`
 /// and `__lock__` nodes count as readers and writers; any other contender node counts as a
-/// writer. See `recipes/rwlock.md` for the algorithm and what happens under each failure.
+/// writer. See [`docs::rwlock`](crate::docs::rwlock) for the algorithm and what happens under
+/// each failure.
 ///
 /// Every guard has a [`FencingToken`](crate::FencingToken): writers' tokens strictly increase,
 /// and a reader's token lies between those of the writers before and after it.

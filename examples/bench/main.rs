@@ -20,7 +20,8 @@ mod semaphore;
 mod tls;
 mod uncontended;
 
-use zk_recipes::testing::{Library, Peer, TestingCluster};
+use zk_recipes::testing::TestingCluster;
+use zk_recipes_peers::{Library, Peer};
 
 use crate::report::Report;
 

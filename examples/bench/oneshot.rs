@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zk_recipes::testing::{Library, Peer};
 use zk_recipes::zk;
+use zk_recipes_peers::{Library, Peer};
 
 use crate::report::{Report, median, ratio, title};
 use crate::{Options, Result, Servers};

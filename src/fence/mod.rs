@@ -4,7 +4,8 @@
 //! A lock holder can pause past its session timeout and wake believing it still holds the lock;
 //! only the resource can tell a stale holder from the current one, by comparing tokens at the
 //! moment of the write. This module is that comparison for PostgreSQL, as two idioms that run
-//! inside the caller's own transaction (`recipes/fencing.md` explains them in full):
+//! inside the caller's own transaction ([`docs::fencing`](crate::docs::fencing) explains them
+//! in full):
 //!
 //! - [`FenceTable::advance`]: one fence row per lock, moved forward with
 //!   `INSERT … ON CONFLICT (lock_path) DO UPDATE … WHERE fences.token <= EXCLUDED.token`.

@@ -26,7 +26,7 @@ use crate::FencingToken;
 /// transaction commits or rolls back, so a later holder's advance waits for it (and sees all of
 /// it once it proceeds), and an earlier holder's advance that comes after a later one's
 /// commit updates nothing — also at `READ COMMITTED`, where PostgreSQL re-checks the `WHERE`
-/// on the row version the waiting statement finally gets (`recipes/fencing.md`).
+/// on the row version the waiting statement finally gets ([`docs::fencing`](crate::docs::fencing)).
 #[derive(Debug, Clone)]
 pub struct FenceTable {
     table: Ident,

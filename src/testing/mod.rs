@@ -55,7 +55,6 @@ mod install;
 mod kdc;
 mod member;
 mod partition;
-mod peer;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod proxy;
@@ -74,7 +73,6 @@ use self::install::{Installation, Source};
 pub use self::kdc::{REALM, SERVICE_HOST, TestingKdc};
 use self::member::{Member, Process, four_letter};
 use self::partition::MemberLinks;
-pub use self::peer::{Library, Peer, PeerContender, PeerRecipe, PeerSecurity};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::postgres::TestingPostgres;
@@ -139,18 +137,6 @@ pub enum HarnessError {
     /// A Kerberos program of the harness failed, or the KDC did not start serving.
     #[error("Kerberos KDC: {0}")]
     Kdc(String),
-
-    /// An interop peer's library or tools are missing.
-    #[error(
-        "an interop peer cannot run ({0}): install Curator, kazoo, javac and the PostgreSQL JDBC \
-         driver with `sudo apt-get install -y libcurator-recipes-java python3-kazoo \
-         default-jdk-headless libpostgresql-jdbc-java` (Debian/Ubuntu)"
-    )]
-    PeerMissing(String),
-
-    /// An interop peer failed or answered something unexpected.
-    #[error("interop peer: {0}")]
-    Peer(String),
 
     /// A server did not start serving.
     #[error("ZooKeeper member {member} is not serving after {after:?}; its log is {log:?}:\n{tail}")]

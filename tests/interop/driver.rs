@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use zk_recipes::testing::PeerContender;
 use zk_recipes::{Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock, Semaphore, WriteGuard, zk};
+use zk_recipes_peers::PeerContender;
 
 /// Long enough for any acquisition on a loopback ensemble, short enough to fail a hung test.
 pub const PATIENCE: Duration = Duration::from_secs(30);

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 use zk_recipes::fence::{FenceError, FenceTable, FencedTable};
-use zk_recipes::testing::{Library, PeerContender, PeerRecipe, TestingCluster, TestingPostgres};
+use zk_recipes::testing::{TestingCluster, TestingPostgres};
 use zk_recipes::{FencingToken, Mutex, Session, inspect};
+use zk_recipes_peers::{Library, PeerContender, PeerRecipe};
 
 use crate::{peer, session};
 

@@ -3,8 +3,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
-use zk_recipes::testing::{Library, PeerContender, PeerRecipe};
 use zk_recipes::{LeaderLatch, LeaderSelector, Mutex, Term, zk};
+use zk_recipes_peers::{Library, PeerContender, PeerRecipe};
 
 use crate::driver::{PATIENCE, QUIET, until_children, until_empty};
 use crate::{ensemble, observer, peer, session};

@@ -15,8 +15,9 @@ mod semaphore;
 
 use std::time::Duration;
 
-use zk_recipes::testing::{Library, Peer, TestingCluster};
+use zk_recipes::testing::TestingCluster;
 use zk_recipes::{Session, zk};
+use zk_recipes_peers::{Library, Peer};
 
 /// A 3-node ensemble, as the interop tests use.
 async fn ensemble() -> TestingCluster {

@@ -1,7 +1,7 @@
 //! The mutex beside Curator's `InterProcessMutex` and kazoo's `Lock`.
 
 use zk_recipes::Mutex;
-use zk_recipes::testing::{Library, PeerRecipe};
+use zk_recipes_peers::{Library, PeerRecipe};
 
 use crate::driver::{Contender, PATIENCE, Table, assert_tokens_increase, until_empty};
 use crate::{ensemble, observer, peer, session};

@@ -1,7 +1,7 @@
 //! The read-write lock beside Curator's `InterProcessReadWriteLock`.
 
 use zk_recipes::ReadWriteLock;
-use zk_recipes::testing::{Library, PeerRecipe};
+use zk_recipes_peers::{Library, PeerRecipe};
 
 use crate::driver::{Contender, Table, assert_tokens_increase, until_empty};
 use crate::{ensemble, observer, peer, session};

@@ -2,8 +2,9 @@
 //! certificates (the Java peer through ZooKeeper's client TLS system properties and its Netty
 //! socket), and over SASL DIGEST-MD5 (the Java peer through a JAAS `Client` section).
 
-use zk_recipes::testing::{ClientAuth, Library, Peer, PeerRecipe, PeerSecurity, TestingCluster};
+use zk_recipes::testing::{ClientAuth, TestingCluster};
 use zk_recipes::{Mutex, Session, TlsConfig};
+use zk_recipes_peers::{Library, Peer, PeerRecipe, PeerSecurity};
 
 use crate::driver::{Contender, Table, assert_tokens_increase, until_empty};
 use crate::observer;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use zk_recipes::Semaphore;
-use zk_recipes::testing::{Library, PeerRecipe};
+use zk_recipes_peers::{Library, PeerRecipe};
 
 use crate::driver::{Contender, Table, children, until_empty};
 use crate::{ensemble, observer, peer, session};

@@ -1,8 +1,9 @@
 //! Apache Curator and kazoo contenders in child processes, driven from Rust: the other side of
-//! the interop tests.
+//! `zk-recipes`' interop tests and benchmarks. Not published: a workspace member that
+//! `tests/interop` and `examples/bench` use as a dev-dependency.
 //!
-//! A [`Peer`] is one process — a JVM running `tests/peers/CuratorPeer.java` against Debian's
-//! Curator 5.4 jars, or Debian's `/usr/bin/python3` running `tests/peers/kazoo_peer.py` with
+//! A [`Peer`] is one process — a JVM running `peers/CuratorPeer.java` against Debian's
+//! Curator 5.4 jars, or Debian's `/usr/bin/python3` running `peers/kazoo_peer.py` with
 //! kazoo 2.8. It hosts any number of [`PeerContender`]s, each with its own client and therefore
 //! its own ZooKeeper session. The Java source is compiled with `javac` on first use into the
 //! build directory next to the running executable (never committed as class files).
@@ -10,6 +11,8 @@
 //! A contender does one thing at a time, in the order asked; every call waits for the peer's
 //! answer, so the test decides the interleaving. Leadership changes of a Curator `LeaderLatch`
 //! or `LeaderSelector` arrive as [`PeerContender::event`]s.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,10 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Mutex, mpsc};
 
-use super::HarnessError;
-
-const CURATOR_SOURCE: &str = include_str!("../../tests/peers/CuratorPeer.java");
-const KAZOO_SOURCE: &str = include_str!("../../tests/peers/kazoo_peer.py");
+const CURATOR_SOURCE: &str = include_str!("../CuratorPeer.java");
+const KAZOO_SOURCE: &str = include_str!("../kazoo_peer.py");
 /// Debian's jars; their manifests name the jars they need (ZooKeeper's client, Guava, SLF4J).
 const CURATOR_CLASSPATH: &str = "/usr/share/java/curator-recipes.jar:/usr/share/java/slf4j-nop.jar";
 /// Debian's PostgreSQL JDBC driver (`libpostgresql-jdbc-java`), on the Curator peer's runtime
@@ -37,6 +38,31 @@ const JDBC_DRIVER: &str = "/usr/share/java/postgresql.jar";
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 /// How long a peer may take to answer one command; acquisitions take a timeout below this.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// Errors of the peers. Each says how to fix the setup.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// A peer's library or tools are missing.
+    #[error(
+        "an interop peer cannot run ({0}): install Curator, kazoo, javac and the PostgreSQL JDBC \
+         driver with `sudo apt-get install -y libcurator-recipes-java python3-kazoo \
+         default-jdk-headless libpostgresql-jdbc-java` (Debian/Ubuntu)"
+    )]
+    Missing(String),
+    /// A peer failed or answered something unexpected.
+    #[error("interop peer: {0}")]
+    Failed(String),
+    /// An operating-system call failed.
+    #[error("{doing}: {source}")]
+    Io {
+        /// What the peer code was doing.
+        doing: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The library a [`Peer`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +122,8 @@ impl PeerRecipe<'_> {
 /// as a JVM service would set them.
 ///
 /// ```no_run
-/// # async fn example(cluster: &zk_recipes::testing::TestingCluster) -> Result<(), zk_recipes::testing::HarnessError> {
-/// use zk_recipes::testing::{Library, Peer, PeerSecurity};
+/// # async fn example(cluster: &zk_recipes::testing::TestingCluster) -> Result<(), Box<dyn std::error::Error>> {
+/// use zk_recipes_peers::{Library, Peer, PeerSecurity};
 ///
 /// let tls = cluster.tls().expect("a TLS cluster");
 /// let security = PeerSecurity::tls(&tls.ca.cert_path, Some(&tls.java_key_store(&tls.client)?));
@@ -113,7 +139,7 @@ pub struct PeerSecurity {
 impl PeerSecurity {
     /// TLS (`zookeeper.client.secure`, through Netty) trusting the PEM CA file `ca`, and
     /// presenting the certificate and key of the PEM key store `key_store` if given (key and
-    /// certificate in one file: [`TestTls::java_key_store`](super::TestTls::java_key_store)).
+    /// certificate in one file: [`TestTls::java_key_store`](zk_recipes::testing::TestTls::java_key_store)).
     pub fn tls(ca: &Path, key_store: Option<&Path>) -> Self {
         let mut jvm_args = vec![
             "-Dzookeeper.client.secure=true".to_owned(),
@@ -132,7 +158,7 @@ impl PeerSecurity {
     }
 
     /// SASL with the JAAS file `jaas`, whose `Client` section has the credentials
-    /// ([`TestSasl::java_client_jaas`](super::TestSasl::java_client_jaas)).
+    /// ([`TestSasl::java_client_jaas`](zk_recipes::testing::TestSasl::java_client_jaas)).
     pub fn sasl(jaas: &Path) -> Self {
         Self { jvm_args: vec![format!("-Djava.security.auth.login.config={}", jaas.display())], classpath: Vec::new() }
     }
@@ -173,10 +199,10 @@ impl Peer {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::PeerMissing`] with the install command when `javac`, Curator's jars,
-    /// Debian's Python or kazoo are missing; [`HarnessError::Peer`] when the process does not
+    /// [`PeerError::Missing`] with the install command when `javac`, Curator's jars,
+    /// Debian's Python or kazoo are missing; [`PeerError::Failed`] when the process does not
     /// come up.
-    pub async fn start(library: Library, connect_string: &str) -> Result<Self, HarnessError> {
+    pub async fn start(library: Library, connect_string: &str) -> Result<Self, PeerError> {
         Self::start_secured(library, connect_string, &PeerSecurity::default()).await
     }
 
@@ -185,12 +211,12 @@ impl Peer {
     ///
     /// # Errors
     ///
-    /// As [`start`](Self::start); [`HarnessError::Peer`] for a secured kazoo peer.
+    /// As [`start`](Self::start); [`PeerError::Failed`] for a secured kazoo peer.
     pub async fn start_secured(
         library: Library,
         connect_string: &str,
         security: &PeerSecurity,
-    ) -> Result<Self, HarnessError> {
+    ) -> Result<Self, PeerError> {
         let mut program = program(library, security).await?;
         let mut child = program
             .arg(connect_string)
@@ -199,7 +225,7 @@ impl Peer {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| HarnessError::io("starting an interop peer", e))?;
+            .map_err(|e| io("starting an interop peer", e))?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
 
@@ -207,11 +233,11 @@ impl Peer {
         match first {
             Ok(Ok(Some(line))) if line == "peer ready" => {}
             Ok(Ok(None)) if library == Library::Kazoo => {
-                return Err(HarnessError::PeerMissing(format!(
+                return Err(PeerError::Missing(format!(
                     "{DEBIAN_PYTHON} could not run the kazoo peer (is python3-kazoo installed? its error is above)"
                 )));
             }
-            other => return Err(HarnessError::Peer(format!("{library:?} peer did not start: {other:?}"))),
+            other => return Err(PeerError::Failed(format!("{library:?} peer did not start: {other:?}"))),
         }
 
         let routes = Routes::default();
@@ -252,22 +278,22 @@ impl Peer {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the benchmark fails, takes longer, or the peer died.
-    pub async fn bench(&self, command: &str, within: Duration) -> Result<String, HarnessError> {
+    /// [`PeerError::Failed`] if the benchmark fails, takes longer, or the peer died.
+    pub async fn bench(&self, command: &str, within: Duration) -> Result<String, PeerError> {
         let mut answers = self.bench.lock().await;
         let line = format!("bench {command}\n");
         {
             let mut stdin = self.stdin.lock().await;
-            stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to a peer", e))?;
-            stdin.flush().await.map_err(|e| HarnessError::io("writing to a peer", e))?;
+            stdin.write_all(line.as_bytes()).await.map_err(|e| io("writing to a peer", e))?;
+            stdin.flush().await.map_err(|e| io("writing to a peer", e))?;
         }
         let answer = tokio::time::timeout(within, answers.recv())
             .await
-            .map_err(|_| HarnessError::Peer(format!("{:?} bench `{command}` took over {within:?}", self.library)))?
-            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))?;
+            .map_err(|_| PeerError::Failed(format!("{:?} bench `{command}` took over {within:?}", self.library)))?
+            .ok_or_else(|| PeerError::Failed(format!("the {:?} peer process ended", self.library)))?;
         match answer.strip_prefix("ok") {
             Some(numbers) => Ok(numbers.trim_start().to_owned()),
-            None => Err(HarnessError::Peer(format!("{:?} bench `{command}`: {answer}", self.library))),
+            None => Err(PeerError::Failed(format!("{:?} bench `{command}`: {answer}", self.library))),
         }
     }
 
@@ -278,7 +304,7 @@ impl Peer {
     /// # Errors
     ///
     /// As [`start`](Self::start).
-    pub async fn oneshot(library: Library, connect_string: &str, path: &str) -> Result<Command, HarnessError> {
+    pub async fn oneshot(library: Library, connect_string: &str, path: &str) -> Result<Command, PeerError> {
         let mut command = program(library, &PeerSecurity::default()).await?;
         command.arg("--oneshot").arg(connect_string).arg(path);
         Ok(command)
@@ -288,12 +314,12 @@ impl Peer {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library has no such recipe here, or the peer reports an
+    /// [`PeerError::Failed`] if the library has no such recipe here, or the peer reports an
     /// error (it could not connect, say).
-    pub async fn open(&self, recipe: PeerRecipe<'_>, path: &str) -> Result<PeerContender, HarnessError> {
+    pub async fn open(&self, recipe: PeerRecipe<'_>, path: &str) -> Result<PeerContender, PeerError> {
         let words = recipe
             .words(self.library)
-            .ok_or_else(|| HarnessError::Peer(format!("{:?} has no {recipe:?} here", self.library)))?;
+            .ok_or_else(|| PeerError::Failed(format!("{:?} has no {recipe:?} here", self.library)))?;
         let words = if words.contains("{path}") { words.replace("{path}", path) } else { format!("{words} {path}") };
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (answers, lines) = mpsc::unbounded_channel();
@@ -309,7 +335,7 @@ impl Peer {
         };
         let opened = contender.call(&format!("open {words}"), "opened").await?;
         contender.session_id =
-            i64::from_str_radix(&opened, 16).map_err(|_| HarnessError::Peer(format!("bad session id {opened:?}")))?;
+            i64::from_str_radix(&opened, 16).map_err(|_| PeerError::Failed(format!("bad session id {opened:?}")))?;
         Ok(contender)
     }
 }
@@ -338,8 +364,8 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
-    pub async fn acquire(&mut self, timeout: Option<Duration>) -> Result<Option<String>, HarnessError> {
+    /// [`PeerError::Failed`] if the library reports an error or the peer died.
+    pub async fn acquire(&mut self, timeout: Option<Duration>) -> Result<Option<String>, PeerError> {
         let command = match timeout {
             Some(timeout) => format!("acquire {}", timeout.as_millis()),
             None => "acquire".to_owned(),
@@ -358,8 +384,8 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
-    pub async fn release(&mut self) -> Result<(), HarnessError> {
+    /// [`PeerError::Failed`] if the library reports an error or the peer died.
+    pub async fn release(&mut self) -> Result<(), PeerError> {
         self.call("release", "released").await.map(drop)
     }
 
@@ -369,8 +395,8 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
-    pub async fn participants(&mut self) -> Result<Vec<String>, HarnessError> {
+    /// [`PeerError::Failed`] if the library reports an error or the peer died.
+    pub async fn participants(&mut self) -> Result<Vec<String>, PeerError> {
         let text = self.call("participants", "participants").await?;
         Ok(text.split_whitespace().map(str::to_owned).collect())
     }
@@ -380,17 +406,17 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if nothing arrives within a minute or the peer died.
-    pub async fn event(&mut self) -> Result<String, HarnessError> {
+    /// [`PeerError::Failed`] if nothing arrives within a minute or the peer died.
+    pub async fn event(&mut self) -> Result<String, PeerError> {
         tokio::time::timeout(ANSWER_WITHIN, self.events.recv())
             .await
             .map_err(|_| {
-                HarnessError::Peer(format!(
+                PeerError::Failed(format!(
                     "{:?} contender {}: no event within {ANSWER_WITHIN:?}",
                     self.library, self.id
                 ))
             })?
-            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))
+            .ok_or_else(|| PeerError::Failed(format!("the {:?} peer process ended", self.library)))
     }
 
     /// The fencing token of the node this Curator contender holds, derived in Java the way this
@@ -399,15 +425,15 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if it holds nothing, is a kazoo contender, or the peer died.
+    /// [`PeerError::Failed`] if it holds nothing, is a kazoo contender, or the peer died.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe, like every command here: the peer answers anyway, and its answer would
     /// be taken for the next command's.
-    pub async fn token(&mut self) -> Result<crate::FencingToken, HarnessError> {
+    pub async fn token(&mut self) -> Result<zk_recipes::FencingToken, PeerError> {
         let text = self.call("token", "token").await?;
-        text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")))
+        text.parse().map_err(|e| PeerError::Failed(format!("the peer's token: {e}")))
     }
 
     /// Captures payment `order` over JDBC through the same fence as `zk_recipes::fence` and
@@ -419,8 +445,8 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::PeerMissing`] if the JDBC driver is not installed;
-    /// [`HarnessError::Peer`] if the capture fails otherwise.
+    /// [`PeerError::Missing`] if the JDBC driver is not installed;
+    /// [`PeerError::Failed`] if the capture fails otherwise.
     ///
     /// # Cancel safety
     ///
@@ -432,14 +458,14 @@ impl PeerContender {
         lock: &str,
         order: i64,
         worker: &str,
-    ) -> Result<Result<crate::FencingToken, crate::FencingToken>, HarnessError> {
+    ) -> Result<Result<zk_recipes::FencingToken, zk_recipes::FencingToken>, PeerError> {
         if !Path::new(JDBC_DRIVER).is_file() {
-            return Err(HarnessError::PeerMissing(format!("{JDBC_DRIVER} does not exist")));
+            return Err(PeerError::Missing(format!("{JDBC_DRIVER} does not exist")));
         }
         let command = format!("capture {jdbc_url} {lock} {order} {worker}");
         self.send(&command).await?;
         let (word, text) = self.answer().await?;
-        let token = |text: &str| text.parse().map_err(|e| HarnessError::Peer(format!("the peer's token: {e}")));
+        let token = |text: &str| text.parse().map_err(|e| PeerError::Failed(format!("the peer's token: {e}")));
         match word.as_str() {
             "captured" => Ok(Ok(token(&text)?)),
             "refused" => Ok(Err(token(&text)?)),
@@ -452,8 +478,8 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
-    pub async fn close(mut self) -> Result<(), HarnessError> {
+    /// [`PeerError::Failed`] if the library reports an error or the peer died.
+    pub async fn close(mut self) -> Result<(), PeerError> {
         self.close_client().await
     }
 
@@ -463,50 +489,50 @@ impl PeerContender {
     ///
     /// # Errors
     ///
-    /// [`HarnessError::Peer`] if the library reports an error or the peer died.
+    /// [`PeerError::Failed`] if the library reports an error or the peer died.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: the client closes anyway, and the answer would be taken for the next
     /// command's.
-    pub async fn close_client(&mut self) -> Result<(), HarnessError> {
+    pub async fn close_client(&mut self) -> Result<(), PeerError> {
         self.call("close", "closed").await.map(drop)
     }
 
-    async fn call(&mut self, command: &str, expect: &str) -> Result<String, HarnessError> {
+    async fn call(&mut self, command: &str, expect: &str) -> Result<String, PeerError> {
         self.send(command).await?;
         let (word, text) = self.answer().await?;
         if word == expect { Ok(text) } else { Err(self.unexpected(command, &word, &text)) }
     }
 
-    async fn send(&self, command: &str) -> Result<(), HarnessError> {
+    async fn send(&self, command: &str) -> Result<(), PeerError> {
         let line = format!("{} {command}\n", self.id);
         let mut stdin = self.stdin.lock().await;
-        stdin.write_all(line.as_bytes()).await.map_err(|e| HarnessError::io("writing to an interop peer", e))?;
-        stdin.flush().await.map_err(|e| HarnessError::io("writing to an interop peer", e))
+        stdin.write_all(line.as_bytes()).await.map_err(|e| io("writing to an interop peer", e))?;
+        stdin.flush().await.map_err(|e| io("writing to an interop peer", e))
     }
 
-    async fn answer(&mut self) -> Result<(String, String), HarnessError> {
+    async fn answer(&mut self) -> Result<(String, String), PeerError> {
         let line = tokio::time::timeout(ANSWER_WITHIN, self.lines.recv())
             .await
             .map_err(|_| {
-                HarnessError::Peer(format!(
+                PeerError::Failed(format!(
                     "{:?} contender {} did not answer within {ANSWER_WITHIN:?}",
                     self.library, self.id
                 ))
             })?
-            .ok_or_else(|| HarnessError::Peer(format!("the {:?} peer process ended", self.library)))?;
+            .ok_or_else(|| PeerError::Failed(format!("the {:?} peer process ended", self.library)))?;
         let (word, text) = line.split_once(' ').unwrap_or((&line, ""));
         Ok((word.to_owned(), text.to_owned()))
     }
 
-    fn unexpected(&self, command: &str, word: &str, text: &str) -> HarnessError {
-        HarnessError::Peer(format!("{:?} contender {}: `{command}` answered `{word} {text}`", self.library, self.id))
+    fn unexpected(&self, command: &str, word: &str, text: &str) -> PeerError {
+        PeerError::Failed(format!("{:?} contender {}: `{command}` answered `{word} {text}`", self.library, self.id))
     }
 }
 
 /// The peer program of `library`, without its arguments.
-async fn program(library: Library, security: &PeerSecurity) -> Result<Command, HarnessError> {
+async fn program(library: Library, security: &PeerSecurity) -> Result<Command, PeerError> {
     Ok(match library {
         Library::Curator => {
             let classes = compiled_curator_peer().await?;
@@ -524,11 +550,11 @@ async fn program(library: Library, security: &PeerSecurity) -> Result<Command, H
             command
         }
         Library::Kazoo if !security.jvm_args.is_empty() => {
-            return Err(HarnessError::Peer("the kazoo peer does not connect to secured servers".into()));
+            return Err(PeerError::Failed("the kazoo peer does not connect to secured servers".into()));
         }
         Library::Kazoo => {
             if !Path::new(DEBIAN_PYTHON).is_file() {
-                return Err(HarnessError::PeerMissing(format!("{DEBIAN_PYTHON} does not exist")));
+                return Err(PeerError::Missing(format!("{DEBIAN_PYTHON} does not exist")));
             }
             let mut command = Command::new(DEBIAN_PYTHON);
             command.arg("-u").arg("-c").arg(KAZOO_SOURCE);
@@ -537,25 +563,47 @@ async fn program(library: Library, security: &PeerSecurity) -> Result<Command, H
     })
 }
 
+/// An I/O error: what the peer code was doing, and the error.
+fn io(doing: &'static str, source: std::io::Error) -> PeerError {
+    PeerError::Io { doing, source }
+}
+
+/// `java` from `JAVA_HOME` or `PATH`, as the ZooKeeper harness finds it (javac, which the
+/// Curator peer needs, comes with it in the JDK).
+fn locate_java() -> Result<PathBuf, PeerError> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        let java = Path::new(&home).join("bin/java");
+        if java.is_file() {
+            return Ok(java);
+        }
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("java"))
+        .find(|java| java.is_file())
+        .ok_or_else(|| PeerError::Missing("no `java` in JAVA_HOME/bin or on PATH".into()))
+}
+
 /// The `java` binary, with symbolic links resolved, so that `javac` is taken from the same JDK.
-fn java() -> Result<PathBuf, HarnessError> {
-    let java = super::install::locate_java()?;
+fn java() -> Result<PathBuf, PeerError> {
+    let java = locate_java()?;
     Ok(std::fs::canonicalize(&java).unwrap_or(java))
 }
 
 /// Compiles the Curator peer once per source version into the build directory; concurrent
 /// test processes each compile into their own directory and the first rename wins.
-async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
+async fn compiled_curator_peer() -> Result<PathBuf, PeerError> {
     if !Path::new("/usr/share/java/curator-recipes.jar").is_file() {
-        return Err(HarnessError::PeerMissing("/usr/share/java/curator-recipes.jar does not exist".into()));
+        return Err(PeerError::Missing("/usr/share/java/curator-recipes.jar does not exist".into()));
     }
     let javac = java()?.with_file_name("javac");
     if !javac.is_file() {
-        return Err(HarnessError::PeerMissing(format!("{} does not exist (javac is in the JDK)", javac.display())));
+        return Err(PeerError::Missing(format!("{} does not exist (javac is in the JDK)", javac.display())));
     }
     let mut hasher = DefaultHasher::new();
     (CURATOR_SOURCE, &javac).hash(&mut hasher);
-    let exe = std::env::current_exe().map_err(|e| HarnessError::io("finding the build directory", e))?;
+    let exe = std::env::current_exe().map_err(|e| io("finding the build directory", e))?;
     let root = exe.parent().unwrap_or(Path::new(".")).join("zk-recipes-peers");
     let classes = root.join(format!("curator-{:016x}", hasher.finish()));
     if classes.join("CuratorPeer.class").is_file() {
@@ -563,9 +611,9 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
     }
     let staging = root.join(format!("staging-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| HarnessError::io("creating the peer build directory", e))?;
+    std::fs::create_dir_all(&staging).map_err(|e| io("creating the peer build directory", e))?;
     let source = staging.join("CuratorPeer.java");
-    std::fs::write(&source, CURATOR_SOURCE).map_err(|e| HarnessError::io("writing the Curator peer", e))?;
+    std::fs::write(&source, CURATOR_SOURCE).map_err(|e| io("writing the Curator peer", e))?;
     let output = Command::new(&javac)
         .arg("-nowarn")
         .arg("-cp")
@@ -575,9 +623,9 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
         .arg(&source)
         .output()
         .await
-        .map_err(|e| HarnessError::io("running javac", e))?;
+        .map_err(|e| io("running javac", e))?;
     if !output.status.success() {
-        return Err(HarnessError::Peer(format!(
+        return Err(PeerError::Failed(format!(
             "javac failed on the Curator peer:\n{}",
             String::from_utf8_lossy(&output.stderr)
         )));
@@ -586,7 +634,7 @@ async fn compiled_curator_peer() -> Result<PathBuf, HarnessError> {
         let _ = std::fs::remove_dir_all(&staging);
         // Fine if another process got there first: its classes are the same.
         if !classes.join("CuratorPeer.class").is_file() {
-            return Err(HarnessError::io("moving the compiled Curator peer into place", error));
+            return Err(io("moving the compiled Curator peer into place", error));
         }
     }
     Ok(classes)
