@@ -85,6 +85,7 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod fence;
 mod guard;
+mod hold;
 mod inspect;
 mod leader;
 mod metrics;
@@ -109,6 +110,7 @@ pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason, TlsProblem};
 pub use crate::guard::{MutexGuard, ReadGuard, WriteGuard};
+pub use crate::hold::Hold;
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
 pub use crate::mutex::Mutex;

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::{Error, LossReason};
+use crate::hold::Hold;
+use crate::hold::sealed::Sealed;
 use crate::queue::{FencedWrite, Holding};
 use crate::token::FencingToken;
 
@@ -38,34 +40,19 @@ impl WriteGuard {
         &self.path
     }
 
-    /// Resolves when holding is lost or can no longer be proven, with the reason:
-    ///
-    /// - at once when the session expires or is closed;
-    /// - when anyone else deletes the holder's node;
-    /// - while the ZooKeeper leader may no longer hear of the session — the connection is
-    ///   silent, or its server is cut off from the leader — at the latest when the leader
-    ///   could have expired the session: the session timeout (less 2 % and the liveness
-    ///   margin) after the send time of the latest request that a heartbeat answered by
-    ///   the leader confirms (`recipes/mutex.md`, "Knowing when the lock is lost", gives
-    ///   the rule and its assumptions);
-    /// - with [`LossReason::Released`](crate::LossReason::Released) if the guard is
-    ///   released meanwhile.
-    ///
-    /// Once resolved, holding stays lost: a later `lost()` returns the same reason at
-    /// once, and [fenced writes](Self::fenced_write) are refused. The future is
-    /// `'static`, so it can be moved into a task.
+    /// Resolves when holding is lost or can no longer be proven, with the reason: when the
+    /// session ends, when someone else deletes the node, or when the session can no longer be
+    /// proven alive. [`Hold::lost`] gives the conditions.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: it only watches. While pending, it keeps a watch on the holder's
-    /// node.
+    /// Cancel safe: it only watches. While pending, it keeps a watch on the holder's node.
     pub fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
         self.holding.lost()
     }
 
-    /// Resolves as soon as the connection to ZooKeeper drops (or the session ends):
-    /// holding is then in doubt until the connection returns. Pause work that must not
-    /// run unfenced; [`lost`](Self::lost) tells when to stop for good.
+    /// Resolves as soon as the connection to ZooKeeper drops (or the session ends); see
+    /// [`Hold::suspended`].
     ///
     /// # Cancel safety
     ///
@@ -75,26 +62,18 @@ impl WriteGuard {
     }
 
     /// A ZooKeeper multi-op that commits only while this guard's node exists. See
-    /// [`FencedWrite`](crate::FencedWrite).
+    /// [`FencedWrite`].
     pub fn fenced_write(&self) -> FencedWrite<'_> {
         FencedWrite::new(self.holding.held())
     }
 
-    /// Releases by deleting the holder's node, retrying connection losses.
+    /// Releases by deleting the holder's node, retrying connection losses; `Ok` means the node
+    /// lasted until then.
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`](crate::Error::Lost) if holding had already been lost — the node
-    /// was gone, the session had expired or was closed, or [`lost`](Self::lost) had
-    /// reported a loss: work done under it may have overlapped with another holder's.
-    /// (A silence that ended with the same ZooKeeper session answering again was no
-    /// loss: the session, and with it the node, lived on.) Also `Error::Lost` with
-    /// [`LossReason::Unconfirmed`](crate::LossReason::Unconfirmed) if the delete was
-    /// cut off by a lost connection and its retry found no node: the client cannot
-    /// tell whether its own delete ran or someone else's ran first — the node is gone
-    /// either way. `Ok` means the delete was answered, so the node lasted until then.
-    /// [`Error::ZooKeeper`](crate::Error::ZooKeeper) if the delete failed otherwise;
-    /// the node is then deleted in the background.
+    /// As [`Hold::release`]: [`Error::Lost`] if holding had been lost (or cannot be proven to
+    /// have lasted), [`Error::ZooKeeper`] if the delete failed otherwise.
     ///
     /// # Cancel safety
     ///
@@ -103,3 +82,36 @@ impl WriteGuard {
         self.holding.release().await
     }
 }
+
+/// Forwards to the inherent methods of the same names; the trait documents them in full.
+impl Hold for WriteGuard {
+    fn token(&self) -> FencingToken {
+        WriteGuard::token(self)
+    }
+
+    fn node(&self) -> &str {
+        WriteGuard::node(self)
+    }
+
+    fn path(&self) -> &str {
+        WriteGuard::path(self)
+    }
+
+    fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        WriteGuard::lost(self)
+    }
+
+    fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        WriteGuard::suspended(self)
+    }
+
+    fn fenced_write(&self) -> FencedWrite<'_> {
+        WriteGuard::fenced_write(self)
+    }
+
+    fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
+        WriteGuard::release(self)
+    }
+}
+
+impl Sealed for WriteGuard {}
