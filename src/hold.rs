@@ -7,8 +7,9 @@ use crate::queue::FencedWrite;
 use crate::token::FencingToken;
 
 /// Something that holds a contender node of a recipe: a [`MutexGuard`](crate::MutexGuard), a
-/// [`ReadGuard`](crate::ReadGuard) or [`WriteGuard`](crate::WriteGuard), or a
-/// [`Lease`](crate::Lease) (one node per permit).
+/// [`ReadGuard`](crate::ReadGuard) or [`WriteGuard`](crate::WriteGuard), a
+/// [`Lease`](crate::Lease) (one node per permit), or a [`Leadership`](crate::Leadership) (one
+/// term of a leader).
 ///
 /// The trait lets code hold any of them alike — run a task until [`lost`](Hold::lost), fence
 /// its writes, [`release`](Hold::release) — generically (`impl Hold`). Each type has the same

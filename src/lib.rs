@@ -112,7 +112,7 @@ pub use crate::error::{Error, LossReason, TlsProblem};
 pub use crate::guard::{MutexGuard, ReadGuard, WriteGuard};
 pub use crate::hold::Hold;
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
-pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
+pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Leadership, Term};
 pub use crate::mutex::Mutex;
 pub use crate::path::validate_recipe_path;
 pub use crate::queue::FencedWrite;
