@@ -1,9 +1,13 @@
 //! [`Hold`]: what every guard, lease and held leadership has in common.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use crate::error::{Error, LossReason};
+use crate::guard::{MutexGuard, ReadGuard, WriteGuard};
+use crate::leader::Leadership;
 use crate::queue::FencedWrite;
+use crate::semaphore::Lease;
 use crate::token::FencingToken;
 
 /// Something that holds a contender node of a recipe: a [`MutexGuard`](crate::MutexGuard), a
@@ -12,7 +16,8 @@ use crate::token::FencingToken;
 /// term of a leader).
 ///
 /// The trait lets code hold any of them alike — run a task until [`lost`](Hold::lost), fence
-/// its writes, [`release`](Hold::release) — generically (`impl Hold`). Each type has the same
+/// its writes, [`release`](Hold::release) — generically (`impl Hold`) or through
+/// [`AnyHold`], which holds whichever one was acquired. Each type has the same
 /// methods inherently too, so calling them needs no import of this trait. The trait is sealed:
 /// only this crate implements it.
 ///
@@ -93,4 +98,144 @@ pub trait Hold: sealed::Sealed + Send + Sync + 'static {
 pub(crate) mod sealed {
     /// The private supertrait of [`Hold`](super::Hold).
     pub trait Sealed {}
+}
+
+/// Whichever holder was acquired, when the recipe is chosen at run time (a command-line tool,
+/// a test driver): it implements [`Hold`] once, by forwarding to the holder inside.
+///
+/// ```no_run
+/// use zk_recipes::{AnyHold, Hold, Mutex, Semaphore, Session};
+///
+/// # async fn example(session: Session, exclusive: bool) -> Result<(), zk_recipes::Error> {
+/// let held: AnyHold = if exclusive {
+///     Mutex::new(&session, "/jobs/reindex")?.lock().await?.into()
+/// } else {
+///     Semaphore::new(&session, "/jobs/reindex-pool", 4)?.acquire().await?.into()
+/// };
+/// println!("holding {} with token {}", held.node(), held.token());
+/// held.release().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "the holder releases its nodes as soon as it is dropped"]
+#[clippy::has_significant_drop]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyHold {
+    /// A [`Mutex`](crate::Mutex)'s guard.
+    Mutex(MutexGuard),
+    /// A [`ReadWriteLock`](crate::ReadWriteLock)'s read guard.
+    Read(ReadGuard),
+    /// A [`ReadWriteLock`](crate::ReadWriteLock)'s write guard.
+    Write(WriteGuard),
+    /// A [`Semaphore`](crate::Semaphore)'s lease.
+    Lease(Lease),
+    /// A leader's term.
+    Leadership(Leadership),
+}
+
+/// The one place that forwards to each holder.
+impl Hold for AnyHold {
+    fn token(&self) -> FencingToken {
+        match self {
+            AnyHold::Mutex(held) => held.token(),
+            AnyHold::Read(held) => held.token(),
+            AnyHold::Write(held) => held.token(),
+            AnyHold::Lease(held) => held.token(),
+            AnyHold::Leadership(held) => held.token(),
+        }
+    }
+
+    fn node(&self) -> &str {
+        match self {
+            AnyHold::Mutex(held) => held.node(),
+            AnyHold::Read(held) => held.node(),
+            AnyHold::Write(held) => held.node(),
+            AnyHold::Lease(held) => held.node(),
+            AnyHold::Leadership(held) => held.node(),
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            AnyHold::Mutex(held) => held.path(),
+            AnyHold::Read(held) => held.path(),
+            AnyHold::Write(held) => held.path(),
+            AnyHold::Lease(held) => held.path(),
+            AnyHold::Leadership(held) => held.path(),
+        }
+    }
+
+    fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        let lost: Pin<Box<dyn Future<Output = LossReason> + Send>> = match self {
+            AnyHold::Mutex(held) => Box::pin(held.lost()),
+            AnyHold::Read(held) => Box::pin(held.lost()),
+            AnyHold::Write(held) => Box::pin(held.lost()),
+            AnyHold::Lease(held) => Box::pin(held.lost()),
+            AnyHold::Leadership(held) => Box::pin(held.lost()),
+        };
+        lost
+    }
+
+    fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        let suspended: Pin<Box<dyn Future<Output = ()> + Send>> = match self {
+            AnyHold::Mutex(held) => Box::pin(held.suspended()),
+            AnyHold::Read(held) => Box::pin(held.suspended()),
+            AnyHold::Write(held) => Box::pin(held.suspended()),
+            AnyHold::Lease(held) => Box::pin(held.suspended()),
+            AnyHold::Leadership(held) => Box::pin(held.suspended()),
+        };
+        suspended
+    }
+
+    fn fenced_write(&self) -> FencedWrite<'_> {
+        match self {
+            AnyHold::Mutex(held) => held.fenced_write(),
+            AnyHold::Read(held) => held.fenced_write(),
+            AnyHold::Write(held) => held.fenced_write(),
+            AnyHold::Lease(held) => held.fenced_write(),
+            AnyHold::Leadership(held) => held.fenced_write(),
+        }
+    }
+
+    async fn release(self) -> Result<(), Error> {
+        match self {
+            AnyHold::Mutex(held) => held.release().await,
+            AnyHold::Read(held) => held.release().await,
+            AnyHold::Write(held) => held.release().await,
+            AnyHold::Lease(held) => held.release().await,
+            AnyHold::Leadership(held) => held.release().await,
+        }
+    }
+}
+
+impl sealed::Sealed for AnyHold {}
+
+impl From<MutexGuard> for AnyHold {
+    fn from(held: MutexGuard) -> Self {
+        AnyHold::Mutex(held)
+    }
+}
+
+impl From<ReadGuard> for AnyHold {
+    fn from(held: ReadGuard) -> Self {
+        AnyHold::Read(held)
+    }
+}
+
+impl From<WriteGuard> for AnyHold {
+    fn from(held: WriteGuard) -> Self {
+        AnyHold::Write(held)
+    }
+}
+
+impl From<Lease> for AnyHold {
+    fn from(held: Lease) -> Self {
+        AnyHold::Lease(held)
+    }
+}
+
+impl From<Leadership> for AnyHold {
+    fn from(held: Leadership) -> Self {
+        AnyHold::Leadership(held)
+    }
 }

@@ -110,7 +110,7 @@ pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason, TlsProblem};
 pub use crate::guard::{MutexGuard, ReadGuard, WriteGuard};
-pub use crate::hold::Hold;
+pub use crate::hold::{AnyHold, Hold};
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
 pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Leadership, Term};
 pub use crate::mutex::Mutex;
