@@ -257,7 +257,7 @@ impl Candidate {
     /// # Errors
     ///
     /// - [`Error::Lost`] if this participant led and its term was lost before the step-down
-    ///   completed (as [`MutexGuard::release`](crate::MutexGuard::release) reports);
+    ///   completed (as [`Hold::release`](crate::Hold::release) reports);
     /// - the error that had already ended the candidacy, if one did (see
     ///   [`leadership`](Candidate::leadership)).
     ///

@@ -23,7 +23,8 @@ use crate::token::FencingToken;
 ///
 /// A term does not own the leader's node — the election does, and deletes it when the term
 /// ends — so a `Term` can be cloned and moved into tasks freely; keeping one does not prolong
-/// leadership.
+/// leadership. To hold a term and step down from it, as a guard holds a lock, take a
+/// [`Leadership`] ([`LeaderSelector::lead`], [`Candidate::lead`]).
 #[derive(Debug, Clone)]
 pub struct Term {
     held: Held,
@@ -51,7 +52,7 @@ impl Term {
     }
 
     /// Resolves when the term ends or can no longer be proven to last, with the reason — the
-    /// conditions of [`MutexGuard::lost`](crate::MutexGuard::lost); [`LossReason::Released`]
+    /// conditions of [`Hold::lost`](crate::Hold::lost); [`LossReason::Released`]
     /// when the leader stepped down.
     ///
     /// # Cancel safety
