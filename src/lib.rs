@@ -150,6 +150,7 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod fence;
 mod guard;
+mod hold;
 mod inspect;
 mod leader;
 mod metrics;
@@ -173,12 +174,14 @@ mod token;
 pub use zookeeper_client as zk;
 
 pub use crate::error::{Error, LossReason, TlsProblem};
+pub use crate::guard::{MutexGuard, ReadGuard, WriteGuard};
+pub use crate::hold::{AnyHold, Hold};
 pub use crate::inspect::{NodeKind, Participant, Snapshot, inspect};
-pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Term};
-pub use crate::mutex::{Mutex, MutexGuard};
+pub use crate::leader::{Candidate, LeaderLatch, LeaderSelector, Leadership, Term};
+pub use crate::mutex::Mutex;
 pub use crate::path::validate_recipe_path;
 pub use crate::queue::FencedWrite;
-pub use crate::rwlock::{ReadGuard, ReadWriteLock, WriteGuard};
+pub use crate::rwlock::ReadWriteLock;
 pub use crate::semaphore::{Lease, MAX_PERMITS, Semaphore};
 #[cfg(feature = "gssapi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gssapi")))]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::guard::MutexGuard;
 use crate::queue::{Holding, Role};
 use crate::recipe::Recipe;
 use crate::session::Session;
@@ -125,15 +126,4 @@ impl Mutex {
     fn guard(&self, holding: Holding) -> MutexGuard {
         MutexGuard::new(holding, self.recipe.path.clone())
     }
-}
-
-crate::guard::guard! {
-    /// Proof of holding a [`Mutex`]; releases it when dropped.
-    ///
-    /// Release with [`release`](MutexGuard::release) to learn whether the lock was held until the
-    /// end. Dropping the guard releases the lock too, as a best effort: the session's background
-    /// task deletes the node (it never blocks or panics, even outside a runtime); should that
-    /// fail, the node goes when the session ends.
-    MutexGuard,
-    token: "This holder's fencing token, larger than that of every earlier holder of the path."
 }

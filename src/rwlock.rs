@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::guard::{ReadGuard, WriteGuard};
 use crate::queue::Role;
 use crate::recipe::Recipe;
 use crate::session::Session;
@@ -157,21 +158,4 @@ impl ReadWriteLock {
     fn path_arc(&self) -> Arc<str> {
         self.recipe.path.clone()
     }
-}
-
-crate::guard::guard! {
-    /// Proof of holding a [`ReadWriteLock`] for reading, possibly together with other readers;
-    /// releases it when dropped (as a best effort, like [`MutexGuard`](crate::MutexGuard)).
-    ReadGuard,
-    token: "This reader's fencing token: larger than the token of every writer that held the \
-            lock before it, smaller than that of every writer after it. Readers' tokens are \
-            not exclusive: other readers may hold at the same time."
-}
-
-crate::guard::guard! {
-    /// Proof of holding a [`ReadWriteLock`] for writing, alone; releases it when dropped (as a
-    /// best effort, like [`MutexGuard`](crate::MutexGuard)).
-    WriteGuard,
-    token: "This writer's fencing token, larger than that of every earlier writer and reader \
-            of the path."
 }

@@ -9,7 +9,9 @@ use futures_util::future::{join_all, select_all};
 use tokio::time::Instant;
 
 use crate::error::{Error, LossReason};
-use crate::queue::{self, Holding, Patience, Role, Spec};
+use crate::hold::Hold;
+use crate::hold::sealed::Sealed;
+use crate::queue::{self, FencedWrite, Holding, Patience, Role, Spec};
 use crate::recipe::Recipe;
 use crate::session::Session;
 use crate::token::FencingToken;
@@ -273,6 +275,12 @@ impl Lease {
         self.holdings.len() as u32
     }
 
+    /// The full path of the lease's first node (its token's); [`nodes`](Lease::nodes) lists
+    /// them all.
+    pub fn node(&self) -> &str {
+        self.holdings[0].node()
+    }
+
     /// The full paths of the lease nodes, e.g. `/sem/leases/_c_…-lease-0000000007`, one per
     /// permit.
     pub fn nodes(&self) -> impl Iterator<Item = &str> {
@@ -285,7 +293,7 @@ impl Lease {
     }
 
     /// Resolves when a permit of this lease is lost or can no longer be proven, with the
-    /// reason; the conditions are those of [`MutexGuard::lost`](crate::MutexGuard::lost).
+    /// reason; [`Hold::lost`] gives the conditions.
     ///
     /// # Cancel safety
     ///
@@ -296,7 +304,7 @@ impl Lease {
     }
 
     /// Resolves as soon as the connection to ZooKeeper drops (or the session ends): the lease
-    /// is then in doubt until the connection returns.
+    /// is then in doubt until the connection returns. See [`Hold::suspended`].
     ///
     /// # Cancel safety
     ///
@@ -306,12 +314,19 @@ impl Lease {
         self.holdings[0].suspended()
     }
 
+    /// A ZooKeeper multi-op that commits only while every node of this lease exists (one check
+    /// per permit). See [`FencedWrite`].
+    pub fn fenced_write(&self) -> FencedWrite<'_> {
+        FencedWrite::of_all(self.holdings.iter().map(Holding::held).collect())
+    }
+
     /// Releases every permit of the lease by deleting its nodes, retrying connection losses.
     ///
     /// # Errors
     ///
-    /// As [`MutexGuard::release`](crate::MutexGuard::release), for the first node that fails;
-    /// all nodes are released regardless.
+    /// As [`Hold::release`]: [`Error::Lost`] if a permit had been lost (or cannot be proven to
+    /// have lasted), [`Error::ZooKeeper`] if a delete failed otherwise — for the first node
+    /// that fails; all nodes are released regardless.
     ///
     /// # Cancel safety
     ///
@@ -320,3 +335,36 @@ impl Lease {
         join_all(self.holdings.into_iter().map(Holding::release)).await.into_iter().collect()
     }
 }
+
+/// Forwards to the inherent methods of the same names; the trait documents them in full.
+impl Hold for Lease {
+    fn token(&self) -> FencingToken {
+        Lease::token(self)
+    }
+
+    fn node(&self) -> &str {
+        Lease::node(self)
+    }
+
+    fn path(&self) -> &str {
+        Lease::path(self)
+    }
+
+    fn lost(&self) -> impl Future<Output = LossReason> + Send + 'static {
+        Lease::lost(self)
+    }
+
+    fn suspended(&self) -> impl Future<Output = ()> + Send + 'static {
+        Lease::suspended(self)
+    }
+
+    fn fenced_write(&self) -> FencedWrite<'_> {
+        Lease::fenced_write(self)
+    }
+
+    fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
+        Lease::release(self)
+    }
+}
+
+impl Sealed for Lease {}

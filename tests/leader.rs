@@ -402,3 +402,62 @@ async fn start_reports_a_failed_first_join() {
         result.map(|c| c.id().to_owned())
     );
 }
+
+/// A selector's held term: `lead` waits to lead without running a task, and `release` steps
+/// down from that term, deleting its node, and reports that it lasted.
+#[tokio::test]
+async fn a_selectors_held_term_steps_down_on_release() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let s = sessions(&connect, 2, TIMEOUT).await;
+    let first = LeaderSelector::new(&s[0], "/held-selector", "a").unwrap();
+    let second = LeaderSelector::new(&s[1], "/held-selector", "b").unwrap();
+    let leadership = first.lead().await.unwrap();
+    assert_eq!((leadership.path(), leadership.term().token()), ("/held-selector", leadership.token()));
+    let next = tokio::spawn(async move { second.lead().await });
+    count_is(&observer, "/held-selector", 2).await;
+    let lost = leadership.lost();
+    leadership.release().await.unwrap();
+    assert_eq!(lost.await, LossReason::Released);
+    let next = tokio::time::timeout(PATIENCE, next).await.unwrap().unwrap().unwrap();
+    next.release().await.unwrap();
+    count_is(&observer, "/held-selector", 0).await;
+}
+
+/// A latch's held term is this term only: once it is lost, the candidacy leads again with a new
+/// node, but releasing the held term still reports the loss — and closes the candidacy.
+#[tokio::test]
+async fn a_latchs_held_term_reports_its_own_loss_though_the_candidacy_leads_again() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let s = session(&connect, TIMEOUT).await;
+    let candidate = LeaderLatch::new(&s, "/held-latch", "a").unwrap().start().await.unwrap();
+    let leadership = candidate.lead().await.unwrap();
+    let node = leadership.node().to_owned();
+    observer.delete(&node, None).await.unwrap();
+    assert_eq!(tokio::time::timeout(PATIENCE, leadership.lost()).await.unwrap(), LossReason::NodeDeleted);
+    // The candidacy rejoins alone, so it leads again with another node.
+    count_is(&observer, "/held-latch", 1).await;
+    let released = leadership.release().await;
+    assert!(
+        matches!(&released, Err(Error::Lost { node: lost, reason: LossReason::NodeDeleted }) if *lost == node),
+        "{released:?}"
+    );
+    count_is(&observer, "/held-latch", 0).await;
+}
+
+/// A latch's held term released while it lasts: `Ok`, and the candidacy is over.
+#[tokio::test]
+async fn a_latchs_held_term_released_in_time_is_ok() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let s = session(&connect, TIMEOUT).await;
+    let leadership = LeaderLatch::new(&s, "/held-latch-ok", "a").unwrap().start().await.unwrap().lead().await.unwrap();
+    let term = leadership.term().clone();
+    leadership.release().await.unwrap();
+    assert_eq!(term.lost().await, LossReason::Released);
+    count_is(&observer, "/held-latch-ok", 0).await;
+}

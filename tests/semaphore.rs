@@ -292,3 +292,33 @@ async fn a_waiter_that_loses_its_session_leaves_nothing_and_the_queue_moves_on()
     let taken = tokio::time::timeout(PATIENCE, next_wait).await.unwrap().unwrap();
     taken.release().await.unwrap();
 }
+
+/// A lease's fenced write checks every one of its nodes: it commits while all exist, and is
+/// refused, applying nothing, once any of them — here not the first — is deleted.
+#[tokio::test]
+async fn a_fenced_write_of_a_lease_needs_every_lease_node() {
+    let cluster = standalone().await;
+    let connect = cluster.connect_string();
+    let observer = observer(&connect).await;
+    let s = session(&connect, TIMEOUT).await;
+    let lease = Semaphore::new(&s, "/fenced-sem", 3).unwrap().acquire_many(2).await.unwrap();
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    observer.create("/resource", b"v0", &options).await.unwrap();
+
+    let mut write = lease.fenced_write();
+    write.set_data("/resource", b"v1", None);
+    assert_eq!(write.commit().await.unwrap().len(), 1, "one result per operation, none for the checks");
+    assert_eq!(observer.get_data("/resource").await.unwrap().0, b"v1");
+
+    let second = lease.nodes().nth(1).unwrap().to_owned();
+    observer.delete(&second, None).await.unwrap();
+    let mut write = lease.fenced_write();
+    write.set_data("/resource", b"v2", None);
+    let refused = write.commit().await;
+    assert!(
+        matches!(&refused, Err(Error::Lost { node, reason: LossReason::NodeDeleted }) if *node == second),
+        "{refused:?}"
+    );
+    assert_eq!(observer.get_data("/resource").await.unwrap().0, b"v1", "the fenced write was rejected");
+    assert!(matches!(lease.release().await, Err(Error::Lost { reason: LossReason::NodeDeleted, .. })));
+}

@@ -17,13 +17,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zk_recipes::testing::Link;
-use zk_recipes::{
-    Candidate, Error, FencingToken, LeaderLatch, LeaderSelector, Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock,
-    Semaphore, Session, Term, WriteGuard, zk,
-};
+use zk_recipes::{AnyHold, Error, Hold, LeaderLatch, LeaderSelector, Mutex, ReadWriteLock, Semaphore, Session, zk};
 
 use crate::Result;
 use crate::store::{NodeCheck, Rule, StoreClient};
@@ -128,70 +125,6 @@ pub enum Recipe {
     Selector(LeaderSelector),
 }
 
-pub enum Held {
-    Lock(MutexGuard),
-    Lease(Lease),
-    Term(Candidate, Term),
-    Read(ReadGuard),
-    Write(WriteGuard),
-    Selected(Selected),
-}
-
-/// One term of a `LeaderSelector::run`, held from outside: the task it runs hands the term
-/// out and lasts until told to finish — or until the selector cancels it, on a loss.
-pub struct Selected {
-    term: Term,
-    finish: oneshot::Sender<()>,
-    run: Run,
-}
-
-/// The selector's `run`, aborted when dropped: dropping `run` gives leadership up.
-struct Run(JoinHandle<std::result::Result<(), Error>>);
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Selected {
-    async fn start(selector: &LeaderSelector) -> std::result::Result<Self, Error> {
-        let (terms, term) = oneshot::channel();
-        let mut terms = Some(terms);
-        let selector = selector.clone();
-        let mut run = Run(tokio::spawn(async move {
-            // Without auto-requeue, `run` leads once: its result is that term's.
-            selector
-                .run(move |term| {
-                    let (finish, finished) = oneshot::channel::<()>();
-                    if let Some(terms) = terms.take() {
-                        let _ = terms.send((term, finish));
-                    }
-                    async move {
-                        let _ = finished.await;
-                    }
-                })
-                .await
-        }));
-        tokio::select! {
-            // A term handed out counts even if `run` has ended since: its end is the release's.
-            biased;
-            Ok((term, finish)) = term => Ok(Self { term, finish, run }),
-            ended = &mut run.0 => match ended {
-                Ok(Err(err)) => Err(err),
-                Ok(Ok(())) => unreachable!("a selector's run ends well only after a term"),
-                Err(join) => std::panic::resume_unwind(join.into_panic()),
-            },
-        }
-    }
-
-    /// Ends the term; whether the selector's release proved it had lasted.
-    async fn release(mut self) -> bool {
-        let _ = self.finish.send(());
-        matches!((&mut self.run.0).await, Ok(Ok(())))
-    }
-}
-
 impl Recipe {
     pub fn new(session: &Session, plan: &Plan) -> Result<Self> {
         Ok(match plan.kind {
@@ -206,72 +139,28 @@ impl Recipe {
     }
 
     /// Waits to hold; a read-write lock's read lock if `read`, else its write lock.
-    pub async fn acquire(&self, read: bool) -> std::result::Result<Held, Error> {
+    pub async fn acquire(&self, read: bool) -> std::result::Result<AnyHold, Error> {
         Ok(match self {
-            Recipe::Mutex(mutex) => Held::Lock(mutex.lock().await?),
-            Recipe::Semaphore(semaphore) => Held::Lease(semaphore.acquire().await?),
-            Recipe::Latch(latch) => {
-                let candidate = latch.start().await?;
-                let term = candidate.leadership().await?;
-                Held::Term(candidate, term)
-            }
-            Recipe::RwLock(lock) if read => Held::Read(lock.read().await?),
-            Recipe::RwLock(lock) => Held::Write(lock.write().await?),
-            Recipe::Selector(selector) => Held::Selected(Selected::start(selector).await?),
+            Recipe::Mutex(mutex) => mutex.lock().await?.into(),
+            Recipe::Semaphore(semaphore) => semaphore.acquire().await?.into(),
+            Recipe::Latch(latch) => latch.start().await?.lead().await?.into(),
+            Recipe::RwLock(lock) if read => lock.read().await?.into(),
+            Recipe::RwLock(lock) => lock.write().await?.into(),
+            Recipe::Selector(selector) => selector.lead().await?.into(),
         })
     }
 }
 
-impl Held {
-    pub fn token(&self) -> FencingToken {
-        match self {
-            Held::Lock(guard) => guard.token(),
-            Held::Lease(lease) => lease.token(),
-            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => term.token(),
-            Held::Read(guard) => guard.token(),
-            Held::Write(guard) => guard.token(),
-        }
-    }
+/// Whether `held` is a read lock, which other readers may hold at the same time.
+fn is_reader(held: &AnyHold) -> bool {
+    matches!(held, AnyHold::Read(_))
+}
 
-    /// Whether it is a read lock, which other readers may hold at the same time.
-    pub fn reader(&self) -> bool {
-        matches!(self, Held::Read(_))
-    }
-
-    /// The contender nodes it holds with.
-    pub fn nodes(&self) -> Vec<String> {
-        match self {
-            Held::Lock(guard) => vec![guard.node().to_owned()],
-            Held::Lease(lease) => lease.nodes().map(str::to_owned).collect(),
-            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => vec![term.node().to_owned()],
-            Held::Read(guard) => vec![guard.node().to_owned()],
-            Held::Write(guard) => vec![guard.node().to_owned()],
-        }
-    }
-
-    pub fn lost(&self) -> std::pin::Pin<Box<dyn Future<Output = zk_recipes::LossReason> + Send>> {
-        match self {
-            Held::Lock(guard) => Box::pin(guard.lost()),
-            Held::Lease(lease) => Box::pin(lease.lost()),
-            Held::Term(_, term) | Held::Selected(Selected { term, .. }) => Box::pin(term.lost()),
-            Held::Read(guard) => Box::pin(guard.lost()),
-            Held::Write(guard) => Box::pin(guard.lost()),
-        }
-    }
-
-    /// Gives it back; whether that proved it had been held all along.
-    pub async fn release(self) -> bool {
-        match self {
-            Held::Lock(guard) => guard.release().await.is_ok(),
-            Held::Lease(lease) => lease.release().await.is_ok(),
-            // `close` alone is not enough: after a lost term the candidacy rejoins, and closing
-            // a later term (or a follower) succeeds. This term must still be current, checked
-            // before the step-down.
-            Held::Term(candidate, term) => term.is_current() & candidate.close().await.is_ok(),
-            Held::Read(guard) => guard.release().await.is_ok(),
-            Held::Write(guard) => guard.release().await.is_ok(),
-            Held::Selected(selected) => selected.release().await,
-        }
+/// The contender nodes `held` holds with: one per permit of a lease, else one.
+fn nodes(held: &AnyHold) -> Vec<String> {
+    match held {
+        AnyHold::Lease(lease) => lease.nodes().map(str::to_owned).collect(),
+        held => vec![held.node().to_owned()],
     }
 }
 
@@ -279,13 +168,13 @@ impl Held {
 /// after the grant. Only a conclusive answer counts: a newer session would find the nodes of
 /// an expired one gone, and a recipe that noticed a loss may delete its node itself (a latch
 /// or selector steps down).
-async fn check_nodes(session: &Session, began_in: Option<zk::SessionId>, held: &Held) -> NodeCheck {
+async fn check_nodes(session: &Session, began_in: Option<zk::SessionId>, held: &AnyHold) -> NodeCheck {
     let Ok(client) = session.client().await else { return NodeCheck::Unknown };
     if began_in != Some(client.session_id()) {
         return NodeCheck::Unknown;
     }
     let mut gone = false;
-    for node in held.nodes() {
+    for node in nodes(held) {
         match client.check_stat(&node).await {
             Ok(Some(_)) => {}
             Ok(None) => gone = true,
@@ -308,14 +197,14 @@ async fn check_nodes(session: &Session, began_in: Option<zk::SessionId>, held: &
 
 /// What every holder does first: checks its nodes, writes (the store learns of it so), enters.
 pub async fn begin(
-    held: &Held,
+    held: &AnyHold,
     session: &Session,
     began_in: Option<zk::SessionId>,
     store: &mut StoreClient,
 ) -> Result<()> {
     let token = held.token();
     let check = check_nodes(session, began_in, held).await;
-    store.grant(token, held.reader(), check, &held.nodes()).await?;
+    store.grant(token, is_reader(held), check, &nodes(held)).await?;
     store.enter(token).await
 }
 
@@ -363,7 +252,7 @@ pub async fn run(session: &Session, plan: &Plan, mut stop: watch::Receiver<bool>
     Ok(())
 }
 
-async fn hold(held: Held, plan: &Plan, rng: &mut StdRng, store: &mut StoreClient) -> Result<()> {
+async fn hold(held: AnyHold, plan: &Plan, rng: &mut StdRng, store: &mut StoreClient) -> Result<()> {
     let token = held.token();
     let long = rng.random_bool(if plan.child { 0.5 } else { 0.1 });
     let time = Duration::from_millis(if long { rng.random_range(500..3000) } else { rng.random_range(0..40) });
@@ -373,7 +262,7 @@ async fn hold(held: Held, plan: &Plan, rng: &mut StdRng, store: &mut StoreClient
     }
     store.write(token).await?;
     store.exit(token).await?;
-    let healthy = held.release().await;
+    let healthy = held.release().await.is_ok();
     store.verdict(token, healthy).await
 }
 

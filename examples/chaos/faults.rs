@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::watch;
 use zk_recipes::testing::{Fault, TestingCluster};
-use zk_recipes::{FencingToken, Session};
+use zk_recipes::{AnyHold, FencingToken, Hold, Session};
 
-use crate::contender::{self, Contender, Held, Kind, Plan, Recipe};
+use crate::contender::{self, Contender, Kind, Plan, Recipe};
 use crate::store::{Holding, Store, StoreClient};
 use crate::{Result, SYNC_LIMIT, TICK, operator};
 
@@ -408,7 +408,7 @@ fn nobody_acquired(stores: &[(Kind, Store)], lost_at: Instant) -> Vec<String> {
 /// One holder per recipe that holds through a quorum loss, to show it is told in time. They
 /// use the store like any contender, so the checks cover them too.
 struct Sentinels {
-    held: Vec<(Kind, Held, StoreClient)>,
+    held: Vec<(Kind, AnyHold, StoreClient)>,
     _session: Session,
 }
 
@@ -459,7 +459,7 @@ impl Sentinels {
             }
             client.write(token).await?;
             client.exit(token).await?;
-            let healthy = held.release().await;
+            let healthy = held.release().await.is_ok();
             client.verdict(token, healthy).await?;
         }
         Ok(())

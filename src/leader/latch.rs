@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Term, is_final, rejoin_backoff};
+use super::{Leadership, Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
 use crate::queue::{self, Held, Holding, Role};
 use crate::recipe::Recipe;
@@ -204,6 +204,23 @@ impl Candidate {
         }
     }
 
+    /// Waits until this participant leads, and holds that term: [`Leadership::release`] steps
+    /// down from it, ending the candidacy, and reports whether the term lasted until then.
+    ///
+    /// # Errors
+    ///
+    /// As [`leadership`](Candidate::leadership).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is left behind: a dropped call drops the candidate, which
+    /// stops the candidacy (its node is deleted in the background).
+    pub async fn lead(self) -> Result<Leadership, Error> {
+        let term = self.leadership().await?;
+        let path = self.latch.recipe.path.clone();
+        Ok(Leadership::of_candidacy(self, term, path))
+    }
+
     /// Resolves when the current term ends or is in doubt — see [`Term::lost`] — and at once,
     /// with [`LossReason::NotLeader`], if this participant does not lead now.
     ///
@@ -240,7 +257,7 @@ impl Candidate {
     /// # Errors
     ///
     /// - [`Error::Lost`] if this participant led and its term was lost before the step-down
-    ///   completed (as [`MutexGuard::release`](crate::MutexGuard::release) reports);
+    ///   completed (as [`Hold::release`](crate::Hold::release) reports);
     /// - the error that had already ended the candidacy, if one did (see
     ///   [`leadership`](Candidate::leadership)).
     ///

@@ -1,8 +1,10 @@
 //! Leader election: [`LeaderLatch`] (Curator's `latch-` layout; a long-running candidacy) and
 //! [`LeaderSelector`] (Curator's mutex layout; runs a task while leader). Both hand out a
-//! [`Term`]: one period of leadership, with its fencing token and its loss.
+//! [`Term`]: one period of leadership, with its fencing token and its loss. To hold a term the
+//! way a guard holds a lock, and step down from it, take a [`Leadership`].
 
 mod latch;
+mod leadership;
 mod selector;
 
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use backon::ExponentialBuilder;
 
 pub use self::latch::{Candidate, LeaderLatch};
+pub use self::leadership::Leadership;
 pub use self::selector::LeaderSelector;
 use crate::error::{Error, LossReason};
 use crate::queue::{FencedWrite, Held};
@@ -20,7 +23,8 @@ use crate::token::FencingToken;
 ///
 /// A term does not own the leader's node — the election does, and deletes it when the term
 /// ends — so a `Term` can be cloned and moved into tasks freely; keeping one does not prolong
-/// leadership.
+/// leadership. To hold a term and step down from it, as a guard holds a lock, take a
+/// [`Leadership`] ([`LeaderSelector::lead`], [`Candidate::lead`]).
 #[derive(Debug, Clone)]
 pub struct Term {
     held: Held,
@@ -29,6 +33,10 @@ pub struct Term {
 impl Term {
     pub(crate) fn new(held: Held) -> Self {
         Self { held }
+    }
+
+    pub(crate) fn held(&self) -> &Held {
+        &self.held
     }
 
     /// The term's fencing token: larger than that of every earlier leader on the path, so a
@@ -44,7 +52,7 @@ impl Term {
     }
 
     /// Resolves when the term ends or can no longer be proven to last, with the reason — the
-    /// conditions of [`MutexGuard::lost`](crate::MutexGuard::lost); [`LossReason::Released`]
+    /// conditions of [`Hold::lost`](crate::Hold::lost); [`LossReason::Released`]
     /// when the leader stepped down.
     ///
     /// # Cancel safety

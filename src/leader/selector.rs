@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use backon::BackoffBuilder;
 
-use super::{Term, is_final, rejoin_backoff};
+use super::{Leadership, Term, is_final, rejoin_backoff};
 use crate::error::{Error, LossReason};
 use crate::queue::Role;
 use crate::recipe::Recipe;
@@ -79,6 +79,33 @@ impl LeaderSelector {
         &self.id
     }
 
+    /// Waits to lead, once (whether or not [`auto_requeue`](LeaderSelector::auto_requeue) is
+    /// set), and holds the term: [`Leadership::release`] steps down from it and reports whether
+    /// it lasted until then. [`run`](LeaderSelector::run) is built on this. Should someone
+    /// delete the node it waits with, it queues again with a new one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](crate::Mutex::lock), except that a waiting node deleted by someone
+    /// else is replaced rather than reported.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: as [`Mutex::lock`](crate::Mutex::lock); cancelling loses the place in the
+    /// queue, and the node is deleted in the background.
+    pub async fn lead(&self) -> Result<Leadership, Error> {
+        loop {
+            match self.recipe.wait(Role::Lock, None).await {
+                // Someone deleted our waiting node: we never led, so queue again, at once.
+                Err(Error::Lost { reason: LossReason::NodeDeleted, node }) => {
+                    tracing::info!(%node, "our waiting node was deleted by someone else; queueing again");
+                }
+                Ok(holding) => return Ok(Leadership::of_node(holding, self.recipe.path.clone())),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// Waits to lead, then runs `lead(term)` for the term; see the type's description. Without
     /// auto-requeue it returns after one term; with it, it runs term after term. Should someone
     /// delete the node it waits with, it queues again with a new one (it never leads with a
@@ -105,27 +132,22 @@ impl LeaderSelector {
         let backoff = rejoin_backoff();
         let mut delays = backoff.build();
         loop {
-            let outcome = match self.recipe.wait(Role::Lock, None).await {
-                // Someone deleted our waiting node: we never led, so queue again, at once.
-                Err(Error::Lost { reason: LossReason::NodeDeleted, node }) => {
-                    tracing::info!(%node, "our waiting node was deleted by someone else; queueing again");
-                    continue;
-                }
-                Ok(holding) => {
+            let outcome = match self.lead().await {
+                Ok(leadership) => {
                     delays = backoff.build();
-                    let lost = holding.lost();
-                    let term = Term::new(holding.held().clone());
+                    let lost = leadership.lost();
+                    let term = leadership.term().clone();
                     tokio::select! {
                         // A term lost before the task starts never runs it.
                         biased;
                         reason = lost => {
-                            tracing::info!(node = holding.node(), %reason, "leadership lost; the task is cancelled");
-                            let node = holding.node().to_owned();
+                            tracing::info!(node = leadership.node(), %reason, "leadership lost; the task is cancelled");
+                            let node = leadership.node().to_owned();
                             // Delete the node before queueing again, not to queue behind it.
-                            let _ = holding.release().await;
+                            let _ = leadership.release().await;
                             Err(Error::Lost { node, reason })
                         }
-                        () = lead(term) => holding.release().await,
+                        () = lead(term) => leadership.release().await,
                     }
                 }
                 Err(err) => Err(err),

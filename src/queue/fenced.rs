@@ -1,12 +1,13 @@
-//! Writes fenced by a holding: a multi-op that commits only while the holder's node exists.
+//! Writes fenced by a holding: a multi-op that commits only while the holder's nodes exist.
 
 use zookeeper_client as zk;
 
 use super::holding::Held;
 use crate::error::{Error, LossReason};
 
-/// A multi-op on ZooKeeper that commits only while the holder still holds: its first operation
-/// checks that the holder's node exists. Built by `MutexGuard::fenced_write`.
+/// A multi-op on ZooKeeper that commits only while the holder still holds: its first operations
+/// check that the holder's node exists — every node of a [`Lease`](crate::Lease), one per
+/// permit. Built by [`Hold::fenced_write`](crate::Hold::fenced_write).
 ///
 /// ```no_run
 /// # async fn example(guard: zk_recipes::MutexGuard) -> Result<(), zk_recipes::Error> {
@@ -18,7 +19,8 @@ use crate::error::{Error, LossReason};
 #[must_use = "a fenced write does nothing until committed"]
 #[derive(Debug)]
 pub struct FencedWrite<'h> {
-    holding: &'h Held,
+    /// The holder's nodes, never empty; all of one ZooKeeper session.
+    holdings: Vec<&'h Held>,
     operations: Vec<Operation>,
 }
 
@@ -31,7 +33,13 @@ enum Operation {
 
 impl<'h> FencedWrite<'h> {
     pub(crate) fn new(holding: &'h Held) -> Self {
-        Self { holding, operations: Vec::new() }
+        Self::of_all(vec![holding])
+    }
+
+    /// A write fenced by every one of `holdings` (not empty, all of one session).
+    pub(crate) fn of_all(holdings: Vec<&'h Held>) -> Self {
+        assert!(!holdings.is_empty(), "a fenced write needs a node to check");
+        Self { holdings, operations: Vec::new() }
     }
 
     /// Adds a create of `path` (with the session's ACLs).
@@ -52,12 +60,12 @@ impl<'h> FencedWrite<'h> {
         self
     }
 
-    /// Commits all operations atomically, provided the holder's node still exists.
+    /// Commits all operations atomically, provided the holder's nodes still exist.
     ///
     /// # Errors
     ///
-    /// - [`Error::Lost`] if the holder's node is gone, the session expired or was closed, or
-    ///   holding can no longer be proven (then nothing is sent); nothing was applied;
+    /// - [`Error::Lost`] if a node of the holder's is gone, the session expired or was closed,
+    ///   or holding can no longer be proven (then nothing is sent); nothing was applied;
     /// - [`Error::ZooKeeper`] (or [`Error::NoAuth`]) if one of the operations fails; nothing was
     ///   applied either;
     /// - [`Error::ZooKeeper`] with [`zk::Error::ConnectionLoss`]: the outcome is **unknown** —
@@ -69,12 +77,31 @@ impl<'h> FencedWrite<'h> {
     /// Not cancel safe in the sense that the request is sent on the first poll: a dropped future
     /// may still have committed.
     pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>, Error> {
-        let holding = self.holding;
-        let client = holding.check_held()?;
-        let acls = holding.session().acls();
+        let holdings = &self.holdings;
+        let first = holdings[0];
+        let mut clients = Vec::with_capacity(holdings.len());
+        for holding in holdings {
+            clients.push(holding.check_held()?);
+        }
+        // All nodes belong to one session, so its client serves for all.
+        let client = clients.swap_remove(0);
+        let acls = first.session().acls();
         // Once lost, always lost: a loss found by a write is recorded like one `lost()` found.
-        let lost = |reason| Error::Lost { node: holding.node().to_owned(), reason: holding.lose(reason) };
-        let mut writer = client.new_check_writer(holding.node(), None).map_err(|e| Error::zk(holding.node(), e))?;
+        let lost =
+            |holding: &Held, reason| Error::Lost { node: holding.node().to_owned(), reason: holding.lose(reason) };
+        // The session's end ends every node's holding; the first node's loss is reported.
+        let ended = |reason| {
+            let error = lost(first, reason);
+            for holding in &holdings[1..] {
+                holding.lose(reason);
+            }
+            error
+        };
+        let mut writer = client.new_check_writer(first.node(), None).map_err(|e| Error::zk(first.node(), e))?;
+        let checks = &holdings[1..];
+        for holding in checks {
+            writer.add_check_version(holding.node(), -1).map_err(|e| Error::zk(holding.node(), e))?;
+        }
         for operation in &self.operations {
             let added = match operation {
                 Operation::Create { path, data, mode } => writer.add_create(path, data, &mode.with_acls(acls)),
@@ -84,17 +111,21 @@ impl<'h> FencedWrite<'h> {
             added.map_err(|err| Error::zk(operation.path(), err))?;
         }
         match writer.commit().await {
-            Ok(results) => Ok(results),
-            Err(zk::CheckWriteError::CheckFailed { .. }) => Err(lost(LossReason::NodeDeleted)),
+            Ok(results) => Ok(results.into_iter().skip(checks.len()).collect()),
+            Err(zk::CheckWriteError::CheckFailed { .. }) => Err(lost(first, LossReason::NodeDeleted)),
             Err(zk::CheckWriteError::RequestFailed { source: zk::Error::SessionExpired }) => {
-                Err(lost(LossReason::SessionExpired))
+                Err(ended(LossReason::SessionExpired))
             }
             Err(zk::CheckWriteError::RequestFailed { source: zk::Error::ClientClosed }) => {
-                Err(lost(LossReason::SessionClosed))
+                Err(ended(LossReason::SessionClosed))
             }
-            Err(zk::CheckWriteError::RequestFailed { source }) => Err(Error::zk(holding.node(), source)),
+            Err(zk::CheckWriteError::RequestFailed { source }) => Err(Error::zk(first.node(), source)),
+            // The checks of the other nodes come first, the caller's operations after them.
+            Err(zk::CheckWriteError::OperationFailed { index, .. }) if index < checks.len() => {
+                Err(lost(checks[index], LossReason::NodeDeleted))
+            }
             Err(zk::CheckWriteError::OperationFailed { index, source }) => {
-                Err(Error::zk(self.operations[index].path(), source))
+                Err(Error::zk(self.operations[index - checks.len()].path(), source))
             }
         }
     }

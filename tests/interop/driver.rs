@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use zk_recipes::{Lease, Mutex, MutexGuard, ReadGuard, ReadWriteLock, Semaphore, WriteGuard, zk};
+use zk_recipes::{AnyHold, Hold, Mutex, ReadWriteLock, Semaphore, zk};
 use zk_recipes_peers::PeerContender;
 
 /// Long enough for any acquisition on a loopback ensemble, short enough to fail a hung test.
@@ -16,28 +16,34 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 /// One contender, Rust or peer, with what it holds.
 pub enum Contender {
-    Mutex(Mutex, Option<MutexGuard>),
-    Read(ReadWriteLock, Option<ReadGuard>),
-    Write(ReadWriteLock, Option<WriteGuard>),
-    Semaphore(Semaphore, Option<Lease>),
+    /// Boxed: a holder is much larger than a peer's handle.
+    Rust(RustRecipe, Option<Box<AnyHold>>),
     Peer(PeerContender),
+}
+
+/// What a Rust contender acquires.
+pub enum RustRecipe {
+    Mutex(Mutex),
+    Read(ReadWriteLock),
+    Write(ReadWriteLock),
+    Semaphore(Semaphore),
 }
 
 impl Contender {
     pub fn mutex(mutex: Mutex) -> Self {
-        Self::Mutex(mutex, None)
+        Self::Rust(RustRecipe::Mutex(mutex), None)
     }
 
     pub fn read(lock: ReadWriteLock) -> Self {
-        Self::Read(lock, None)
+        Self::Rust(RustRecipe::Read(lock), None)
     }
 
     pub fn write(lock: ReadWriteLock) -> Self {
-        Self::Write(lock, None)
+        Self::Rust(RustRecipe::Write(lock), None)
     }
 
     pub fn semaphore(semaphore: Semaphore) -> Self {
-        Self::Semaphore(semaphore, None)
+        Self::Rust(RustRecipe::Semaphore(semaphore), None)
     }
 
     /// Acquires, waiting as long as it takes; returns the node's name (last path segment) and,
@@ -48,21 +54,16 @@ impl Contender {
         }
         let error = |e: &dyn std::fmt::Display| e.to_string();
         Ok(match self {
-            Self::Mutex(mutex, held) => {
-                let guard = held.insert(mutex.lock().await.map_err(|e| error(&e))?);
-                (named(guard.node()), Some(guard.token().sequence()))
-            }
-            Self::Read(lock, held) => {
-                let guard = held.insert(lock.read().await.map_err(|e| error(&e))?);
-                (named(guard.node()), Some(guard.token().sequence()))
-            }
-            Self::Write(lock, held) => {
-                let guard = held.insert(lock.write().await.map_err(|e| error(&e))?);
-                (named(guard.node()), Some(guard.token().sequence()))
-            }
-            Self::Semaphore(semaphore, held) => {
-                let lease = held.insert(semaphore.acquire().await.map_err(|e| error(&e))?);
-                (named(lease.nodes().next().unwrap()), Some(lease.token().sequence()))
+            Self::Rust(recipe, held) => {
+                let acquired: Result<AnyHold, zk_recipes::Error> = match recipe {
+                    RustRecipe::Mutex(mutex) => mutex.lock().await.map(Into::into),
+                    RustRecipe::Read(lock) => lock.read().await.map(Into::into),
+                    RustRecipe::Write(lock) => lock.write().await.map(Into::into),
+                    RustRecipe::Semaphore(semaphore) => semaphore.acquire().await.map(Into::into),
+                };
+                // A lease's node is its first, whose token it has.
+                let held = held.insert(Box::new(acquired.map_err(|e| error(&e))?));
+                (named(held.node()), Some(held.token().sequence()))
             }
             Self::Peer(peer) => match peer.acquire(None).await.map_err(|e| error(&e))? {
                 Some(node) => (node, None),
@@ -72,12 +73,8 @@ impl Contender {
     }
 
     async fn release(&mut self) -> Result<(), String> {
-        let error = |e: zk_recipes::Error| e.to_string();
         match self {
-            Self::Mutex(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
-            Self::Read(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
-            Self::Write(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
-            Self::Semaphore(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(error),
+            Self::Rust(_, held) => held.take().ok_or("nothing held")?.release().await.map_err(|e| e.to_string()),
             Self::Peer(peer) => peer.release().await.map_err(|e| e.to_string()),
         }
     }

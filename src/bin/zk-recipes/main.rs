@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use futures_util::FutureExt;
-use zk_recipes::{Error, Session, SessionBuilder, TlsConfig, inspect};
+use zk_recipes::{AnyHold, Error, Hold, Session, SessionBuilder, TlsConfig, inspect};
 
 use crate::args::{Cli, Command, Patience, Run};
 use crate::held::Recipe;
@@ -230,7 +230,7 @@ async fn acquire(
     recipe: &Recipe,
     run: &Run,
     show_progress: bool,
-) -> Result<Option<held::Held>, Failure> {
+) -> Result<Option<AnyHold>, Failure> {
     loop {
         let acquired = held::acquire(session, recipe, &run.path, run.patience()).await;
         if show_progress && acquired.is_err() {
