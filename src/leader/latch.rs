@@ -256,8 +256,11 @@ impl Candidate {
     ///
     /// # Errors
     ///
-    /// - [`Error::Lost`] if this participant led and its term was lost before the step-down
-    ///   completed (as [`Hold::release`](crate::Hold::release) reports);
+    /// - [`Error::Lost`] if this participant leads when closed and the term being stepped down
+    ///   from turns out lost (as [`Hold::release`](crate::Hold::release) reports). A term lost
+    ///   earlier, after which the candidacy rejoined, is not reported here: to learn whether a
+    ///   term lasted, hold it with [`lead`](Candidate::lead) and release the
+    ///   [`Leadership`](crate::Leadership);
     /// - the error that had already ended the candidacy, if one did (see
     ///   [`leadership`](Candidate::leadership)).
     ///

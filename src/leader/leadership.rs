@@ -115,10 +115,11 @@ impl Leadership {
                 let closed = candidate.close().await;
                 // After a loss of this term the candidacy rejoins, and `close` reports how its
                 // last term (or its following) ended. The loss of this term was recorded when
-                // it was found, and is what counts here.
-                match self.term.held().check_held() {
-                    Err(Error::Lost { node, reason }) if reason != LossReason::Released => {
-                        Err(Error::Lost { node, reason })
+                // it was found, and is what counts here. (Only the record: the liveness proof
+                // lapsing after the step-down is no loss of the term.)
+                match self.term.held().recorded_loss() {
+                    Some(reason) if reason != LossReason::Released => {
+                        Err(Error::Lost { node: self.term.node().to_owned(), reason })
                     }
                     _ => closed,
                 }

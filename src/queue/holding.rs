@@ -162,6 +162,11 @@ impl Held {
         self.session.client_of(self.generation).ok_or(LossReason::SessionExpired)
     }
 
+    /// The first loss recorded, if any (`Released` once released without one).
+    pub(crate) fn recorded_loss(&self) -> Option<LossReason> {
+        self.loss.get().copied()
+    }
+
     /// Checks what can be checked locally before a fenced write: an observed loss, and the
     /// liveness proof. A loss found here is recorded: once lost, always lost.
     pub(crate) fn check_held(&self) -> Result<zk::Client, Error> {
