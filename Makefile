@@ -19,11 +19,26 @@ test: deps lint doc unit
 test-under-load: deps
 	@./.ci/under-load
 
+# The features of Cargo.toml. Besides all of them, the library (and the tool, with `cli`) must
+# build, lint and document with none (the default) and with each one alone: a user turns on
+# only what they need.
+FEATURES := $(shell sed -n '/^\[features\]/,/^\[/s/^\([a-z0-9_-]*\) *=.*/\1/p' Cargo.toml)
+
 lint:
 	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --lib -- -D warnings
+	set -e; for feature in $(FEATURES); do \
+		$(CARGO) clippy --locked --lib --bins --features $$feature -- -D warnings; \
+	done
 	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 
+# Links to items of features that are off cannot resolve, so only the build with all features
+# (the one docs.rs makes) checks links; the others check everything else.
 doc:
+	set -e; for feature in "" $(FEATURES); do \
+		RUSTDOCFLAGS="-Dwarnings -Arustdoc::broken_intra_doc_links" \
+			$(CARGO) doc --locked --no-deps --lib --features "$$feature"; \
+	done
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --locked --no-deps --all-features
 
 unit:
