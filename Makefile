@@ -23,6 +23,8 @@ test-under-load: deps
 # build, lint and document with none (the default) and with each one alone: a user turns on
 # only what they need.
 FEATURES := $(shell sed -n '/^\[features\]/,/^\[/s/^\([a-z0-9_-]*\) *=.*/\1/p' Cargo.toml)
+# The oldest Rust that Cargo.toml's rust-version promises.
+MSRV := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 
 lint:
 	$(CARGO) fmt --all --check
@@ -31,6 +33,12 @@ lint:
 		$(CARGO) clippy --locked --lib --bins --features $$feature -- -D warnings; \
 	done
 	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
+	@if command -v rustup >/dev/null; then \
+		echo "$(CARGO) +$(MSRV) check --locked --all-features --lib --bins"; \
+		$(CARGO) +$(MSRV) check --locked --all-features --lib --bins; \
+	else \
+		echo "no rustup: rust-version $(MSRV) is not checked"; \
+	fi
 
 # Links to items of features that are off cannot resolve, so only the build with all features
 # (the one docs.rs makes) checks links; the others check everything else.
