@@ -188,6 +188,20 @@ where
     }
 }
 
+/// Asserts that nothing happens for `quiet`: that `future` (a task's handle, a channel's
+/// `recv()`, ...) is still pending after it, or panics naming `what` with the output. A wait
+/// that is itself the check, for what must *not* happen; pass a `&mut` to a handle that is
+/// awaited later.
+pub async fn stays_pending<F>(what: &str, quiet: Duration, future: F)
+where
+    F: Future,
+    F::Output: Debug,
+{
+    if let Ok(output) = tokio::time::timeout(quiet, future).await {
+        panic!("{what}: happened within {quiet:?}: {output:?}");
+    }
+}
+
 /// Whether a process exists (and is not a zombie).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
