@@ -753,22 +753,14 @@ async fn sandbox_serves_until_interrupted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_runs_psql_with_its_token_and_postgres_refuses_a_stale_capture() {
     use zk_recipes::fence::FenceTable;
-    use zk_recipes::testing::TestingPostgres;
 
     const LOCK: &str = "/payments/order-42";
     const CAPTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/capture.sql");
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let postgres = TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"));
+    let postgres = common::postgres().await;
     let db = postgres.connect().await.unwrap();
-    FenceTable::new("fences").unwrap().create(&db).await.unwrap();
-    db.batch_execute(
-        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
-                                fence text COLLATE \"C\" NOT NULL);
-         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
-    )
-    .await
-    .unwrap();
+    common::payments_schema(&db).await;
     let row = || async {
         let row = db.query_one("SELECT status, captured_by, fence FROM payments WHERE id = 42", &[]).await.unwrap();
         (row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, FencingToken>(2))

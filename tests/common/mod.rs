@@ -188,6 +188,27 @@ where
     }
 }
 
+/// A PostgreSQL server, or a panic that says how to install PostgreSQL.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> zk_recipes::testing::TestingPostgres {
+    init_tracing();
+    zk_recipes::testing::TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"))
+}
+
+/// The fencing tests' tables, as `examples/payment.rs` makes them: the fence table `fences`,
+/// and `payments`, whose rows carry their own fence, with order 42 pending.
+#[cfg(feature = "postgres")]
+pub async fn payments_schema(db: &tokio_postgres::Client) {
+    zk_recipes::fence::FenceTable::new("fences").unwrap().create(db).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
+                                fence text COLLATE \"C\" NOT NULL);
+         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
+    )
+    .await
+    .unwrap();
+}
+
 /// Asserts that nothing happens for `quiet`: that `future` (a task's handle, a channel's
 /// `recv()`, ...) is still pending after it, or panics naming `what` with the output. A wait
 /// that is itself the check, for what must *not* happen; pass a `&mut` to a handle that is
