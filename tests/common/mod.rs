@@ -331,6 +331,34 @@ pub fn example_with_features(name: &str, features: &[&str]) -> std::path::PathBu
     deps.parent().unwrap().join("examples").join(name)
 }
 
+/// Sends `signal` to a child process.
+pub fn signal(child: &tokio::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("the child runs") as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+/// What a running `zk-recipes sandbox` prints, line by line.
+#[cfg(feature = "cli")]
+pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `zk-recipes sandbox --nodes 1` with `args` besides: the process (killed when
+/// dropped) and its standard output.
+#[cfg(feature = "cli")]
+pub fn sandbox(args: &[&str]) -> (tokio::process::Child, Lines) {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut sandbox = tokio::process::Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
+        .args(["sandbox", "--nodes", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = tokio::io::BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    (sandbox, lines)
+}
+
 /// How long a test waits for the `zk-recipes` tool to exit.
 pub const TOOL_PATIENCE: Duration = Duration::from_secs(30);
 
