@@ -21,7 +21,8 @@ test-under-load: deps
 
 # The features of Cargo.toml. Besides all of them, the library (and the tool, with `cli`) must
 # build, lint and document with none (the default) and with each one alone: a user turns on
-# only what they need.
+# only what they need. The tests and examples are linted with none too, as a bare `cargo test`
+# builds them (their dev-dependency turns on `testing`, so the library alone goes first).
 FEATURES := $(shell sed -n '/^\[features\]/,/^\[/s/^\([a-z0-9_-]*\) *=.*/\1/p' Cargo.toml)
 # The oldest Rust that Cargo.toml's rust-version promises.
 MSRV := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
@@ -29,6 +30,7 @@ MSRV := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --lib -- -D warnings
+	$(CARGO) clippy --locked --all-targets -- -D warnings
 	set -e; for feature in $(FEATURES); do \
 		$(CARGO) clippy --locked --lib --bins --features $$feature -- -D warnings; \
 	done
