@@ -19,11 +19,36 @@ test: deps lint doc unit
 test-under-load: deps
 	@./.ci/under-load
 
+# The features of Cargo.toml. Besides all of them, the library (and the tool, with `cli`) must
+# build, lint and document with none (the default) and with each one alone: a user turns on
+# only what they need. The tests and examples are linted with none too, as a bare `cargo test`
+# builds them (their dev-dependency turns on `testing`, so the library alone goes first).
+FEATURES := $(shell sed -n '/^\[features\]/,/^\[/s/^\([a-z0-9_-]*\) *=.*/\1/p' Cargo.toml)
+# The oldest Rust that Cargo.toml's rust-version promises.
+MSRV := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+
 lint:
 	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --lib -- -D warnings
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	set -e; for feature in $(FEATURES); do \
+		$(CARGO) clippy --locked --lib --bins --features $$feature -- -D warnings; \
+	done
 	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
+	@if command -v rustup >/dev/null; then \
+		echo "$(CARGO) +$(MSRV) check --locked --all-features --lib --bins"; \
+		$(CARGO) +$(MSRV) check --locked --all-features --lib --bins; \
+	else \
+		echo "no rustup: rust-version $(MSRV) is not checked"; \
+	fi
 
+# Links to items of features that are off cannot resolve, so only the build with all features
+# (the one docs.rs makes) checks links; the others check everything else.
 doc:
+	set -e; for feature in "" $(FEATURES); do \
+		RUSTDOCFLAGS="-Dwarnings -Arustdoc::broken_intra_doc_links" \
+			$(CARGO) doc --locked --no-deps --lib --features "$$feature"; \
+	done
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --locked --no-deps --all-features
 
 unit:

@@ -8,6 +8,9 @@
 //!
 //! Run with `cargo run --example fencing` (uses `ZK_SERVERS`, or starts a local server).
 
+#[path = "support/thaw.rs"]
+mod thaw;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -20,6 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::{TcpListener, TcpStream};
 use zk_recipes::testing::TestingCluster;
 use zk_recipes::{FencingToken, Mutex, Session};
+
+use crate::thaw::Thaw;
 
 const LOCK: &str = "/fencing/payments";
 /// Holder A's session timeout: how long it must be frozen to lose the lock.
@@ -80,19 +85,6 @@ async fn main() -> Result<()> {
     }
     println!("fencing held: the stale write was rejected");
     Ok(())
-}
-
-/// Resumes and kills holder A when dropped before A was reaped, so that an error here never
-/// leaves it frozen.
-struct Thaw(Option<Pid>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = kill(pid, Signal::SIGCONT);
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-    }
 }
 
 /// Holder A: acquires, writes, reports; then waits (frozen meanwhile) and writes again with

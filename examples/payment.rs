@@ -12,6 +12,9 @@
 //! Run with `cargo run --example payment --features postgres` (uses `ZK_SERVERS` or starts a
 //! local ZooKeeper; always starts its own PostgreSQL).
 
+#[path = "support/thaw.rs"]
+mod thaw;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,6 +26,8 @@ use zk_recipes::fence::tokio_postgres::{self, NoTls};
 use zk_recipes::fence::{FenceError, FenceTable, FencedTable};
 use zk_recipes::testing::{TestingCluster, TestingPostgres};
 use zk_recipes::{FencingToken, Mutex, Session};
+
+use crate::thaw::Thaw;
 
 const LOCK: &str = "/payments/order-42";
 const ORDER: i64 = 42;
@@ -176,17 +181,4 @@ async fn worker_a(servers: &str, database: &str) -> Result<()> {
         Err(error) => return Err(error.into()),
     }
     Ok(())
-}
-
-/// Resumes and kills worker A when dropped before A was reaped, so that an error here never
-/// leaves it frozen.
-struct Thaw(Option<Pid>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = kill(pid, Signal::SIGCONT);
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-    }
 }

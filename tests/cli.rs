@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{code, count_is, eventually, finish, observer, session, standalone, text};
+use common::{code, count_is, eventually, finish, observer, session, signal, standalone, text};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout};
 use zk_recipes::{FencingToken, LeaderLatch, Mutex, ReadWriteLock, Semaphore, zk};
@@ -33,10 +33,6 @@ fn tool(connect: &str) -> Command {
     command.env("ZK_SERVERS", connect).env_remove("ZK_DIGEST").arg("--session-timeout").arg("2s");
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
-}
-
-fn signal(child: &Child, signal: Signal) {
-    kill(Pid::from_raw(child.id().unwrap() as i32), signal).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -730,14 +726,7 @@ async fn elect_runs_one_leader_at_a_time_in_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_serves_until_interrupted() {
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
-        .args(["sandbox", "--nodes", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    let (mut sandbox, mut lines) = common::sandbox(&[]);
     let connect = timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().expect("the connect string");
     let output = finish(tool(&connect).args(["lock", "/try", "--", "true"]).spawn().unwrap()).await;
     assert_eq!(code(&output), 0, "{}", text(&output.stderr));
@@ -753,22 +742,14 @@ async fn sandbox_serves_until_interrupted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_runs_psql_with_its_token_and_postgres_refuses_a_stale_capture() {
     use zk_recipes::fence::FenceTable;
-    use zk_recipes::testing::TestingPostgres;
 
     const LOCK: &str = "/payments/order-42";
     const CAPTURE_SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/capture.sql");
     let cluster = standalone().await;
     let connect = cluster.connect_string();
-    let postgres = TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"));
+    let postgres = common::postgres().await;
     let db = postgres.connect().await.unwrap();
-    FenceTable::new("fences").unwrap().create(&db).await.unwrap();
-    db.batch_execute(
-        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
-                                fence text COLLATE \"C\" NOT NULL);
-         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
-    )
-    .await
-    .unwrap();
+    common::payments_schema(&db).await;
     let row = || async {
         let row = db.query_one("SELECT status, captured_by, fence FROM payments WHERE id = 42", &[]).await.unwrap();
         (row.get::<_, String>(0), row.get::<_, Option<String>>(1), row.get::<_, FencingToken>(2))

@@ -10,9 +10,7 @@ use common::{code, finish, text};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tokio::time::timeout;
 use zk_recipes::testing::{ClientAuth, TestingCluster};
@@ -197,14 +195,7 @@ async fn status_needs_read_permission_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_tls_prints_the_environment_that_reaches_it() {
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
-        .args(["sandbox", "--nodes", "1", "--tls"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    let (mut sandbox, mut lines) = common::sandbox(&["--tls"]);
     let mut env = Vec::new();
     for _ in 0..4 {
         let line = timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().expect("an environment line");
@@ -221,7 +212,7 @@ async fn sandbox_tls_prints_the_environment_that_reaches_it() {
     let output = finish(tool(&env[0].1).args(["lock", "/try", "--", "true"]).spawn().unwrap()).await;
     assert_eq!(code(&output), 1, "{}", text(&output.stderr));
 
-    kill(Pid::from_raw(sandbox.id().unwrap() as i32), Signal::SIGINT).unwrap();
+    common::signal(&sandbox, Signal::SIGINT);
     let status = timeout(PATIENCE, sandbox.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!std::path::Path::new(&env[1].1).exists(), "the throw-away certificates went with the sandbox");

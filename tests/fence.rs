@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{eventually, process_alive, session, standalone};
+use common::{eventually, postgres, process_alive, session, standalone};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use zk_recipes::fence::{FenceError, FenceTable, FencedTable};
@@ -26,29 +26,11 @@ const ORDER: i64 = 42;
 const EARLIER: FencingToken = FencingToken::new(0x1_0000_0002, 41);
 const LATER: FencingToken = FencingToken::new(0x1_0000_0002, 42);
 
-async fn postgres() -> TestingPostgres {
-    common::init_tracing();
-    TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"))
-}
-
 /// The fence table, and a payments table whose rows carry their own fence, with order 42
 /// pending.
 async fn schema(client: &Client) -> (FenceTable, FencedTable) {
-    let fences = FenceTable::new("fences").unwrap();
-    fences.create(client).await.unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE payments (
-                id bigint PRIMARY KEY,
-                status text NOT NULL,
-                captured_by text,
-                fence text COLLATE \"C\" NOT NULL
-            );
-            INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
-        )
-        .await
-        .unwrap();
-    (fences, FencedTable::new("payments", "id", "fence").unwrap())
+    common::payments_schema(client).await;
+    (FenceTable::new("fences").unwrap(), FencedTable::new("payments", "id", "fence").unwrap())
 }
 
 async fn payment(client: &Client) -> (String, Option<String>, FencingToken) {

@@ -430,8 +430,8 @@ async fn a_lost_create_request_is_sent_again_once() {
     mutex.lock().await.unwrap().release().await.unwrap(); // the directory exists now
 
     proxy.set_fault(Fault::DropRequests);
-    let locking = tokio::spawn(async move { mutex.lock().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut locking = tokio::spawn(async move { mutex.lock().await });
+    common::stays_pending("the lock while its requests are dropped", Duration::from_millis(300), &mut locking).await;
     assert!(children(&observer, "/lost-request").await.is_empty());
     proxy.set_fault(Fault::Pass);
     proxy.reset_connections();
@@ -495,9 +495,8 @@ async fn kazoo_named_nodes_count_as_contenders() {
 
     let mutex = Mutex::new(&session, "/mixed").unwrap();
     assert!(mutex.try_lock().await.unwrap().is_none(), "the kazoo holder is ahead");
-    let locking = tokio::spawn(async move { mutex.lock().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!locking.is_finished());
+    let mut locking = tokio::spawn(async move { mutex.lock().await });
+    common::stays_pending("the lock while kazoo holds", Duration::from_millis(200), &mut locking).await;
     kazoo.delete(&kazoo_node, None).await.unwrap();
     let guard = tokio::time::timeout(PATIENCE, locking).await.unwrap().unwrap().unwrap();
     guard.release().await.unwrap();

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{children, children_of, count_is, eventually, observer, session, sessions, standalone, watches};
+use common::{
+    children, children_of, count_is, eventually, observer, session, sessions, standalone, stays_pending, watches,
+};
 use rand::RngExt;
 use tokio::sync::mpsc;
 use zk_recipes::{Error, FencingToken, ReadWriteLock, zk};
@@ -50,8 +52,7 @@ async fn readers_hold_together_and_a_writer_excludes_everyone() {
     for guard in guards {
         guard.release().await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(written.try_recv().is_err(), "the writer must wait for the last reader");
+    stays_pending("the writer must wait for the last reader", Duration::from_millis(200), written.recv()).await;
     last.release().await.unwrap();
     let guard = waiting.await.unwrap();
     assert_eq!(children(&observer, "/rw").await.len(), 1);
@@ -93,16 +94,14 @@ async fn a_queued_writer_is_not_overtaken_by_later_readers() {
         guard.release().await.unwrap();
     });
     count_is(&observer, "/fifo", 4).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(order.try_recv().is_err(), "neither the writer nor the late reader holds yet");
+    stays_pending("neither the writer nor the late reader holds yet", Duration::from_millis(200), order.recv()).await;
 
     let (t1, t2) = (r1.token(), r2.token());
     r1.release().await.unwrap();
     r2.release().await.unwrap();
     let (first, writer_token) = order.recv().await.unwrap();
     assert_eq!(first, "writer");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(order.try_recv().is_err(), "the late reader waits for the writer");
+    stays_pending("the late reader waits for the writer", Duration::from_millis(200), order.recv()).await;
     w_release.send(()).unwrap();
     let (second, late_token) = order.recv().await.unwrap();
     assert_eq!(second, "late reader");
@@ -258,12 +257,11 @@ async fn kazoo_nodes_and_curator_downgrade_nodes_are_respected() {
     let reader = lock.try_read().await.unwrap().expect("a reader may join a downgraded reader");
     assert!(lock.try_write().await.unwrap().is_none(), "the downgraded reader still holds");
     reader.release().await.unwrap();
-    let waiting = tokio::spawn({
+    let mut waiting = tokio::spawn({
         let lock = lock.clone();
         async move { lock.write().await.unwrap().token() }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "the writer waits for the downgraded reader");
+    stays_pending("the writer waits for the downgraded reader", Duration::from_millis(200), &mut waiting).await;
     foreign.delete(&downgraded, None).await.unwrap();
     let token = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap();
     assert!(token.sequence() > sequence);

@@ -68,6 +68,7 @@ fn options() -> Options {
 }
 
 /// One ZooKeeper deployment with a Curator and a kazoo peer on it.
+#[derive(Debug)]
 pub struct Servers {
     pub name: &'static str,
     pub connect: String,

@@ -268,6 +268,61 @@ mod tests {
     }
 
     #[test]
+    fn the_proof_is_the_confirmed_send_time_plus_the_timeout_less_2_percent_and_the_margin() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, ms(1_500), start);
+        liveness.touched(start + ms(4_000), start + ms(4_020));
+        // 10 s less 200 ms (2 %) less the 1.5 s margin, after the send time, not the answer.
+        assert_eq!(liveness.synced(start + ms(7_000), start + ms(7_010)), Some(start + ms(4_000 + 8_300)));
+        assert_eq!(liveness.until(), start + ms(12_300));
+    }
+
+    #[test]
+    fn a_sync_confirms_the_latest_touch_answered_a_lag_before_and_keeps_the_rest() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        for (sent, answered) in [(1_000, 1_010), (2_000, 2_010), (3_000, 3_010), (5_000, 5_010)] {
+            liveness.touched(start + ms(sent), start + ms(answered));
+        }
+        // Sent at 6 s: the touches answered by 3.3 s count, the latest of them sent at 3 s.
+        assert_eq!(liveness.synced(start + ms(6_000), start + ms(6_010)), Some(start + ms(3_000 + 9_800)));
+        // The touch sent at 5 s waits for a sync sent 2.7 s after its answer.
+        assert_eq!(liveness.synced(start + ms(7_700), start + ms(7_710)), None);
+        assert_eq!(liveness.synced(start + ms(7_710), start + ms(7_720)), Some(start + ms(5_000 + 9_800)));
+    }
+
+    #[test]
+    fn a_request_sent_later_but_answered_sooner_is_confirmed_sooner() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        // A slow answer, then a request sent after it that was answered first.
+        liveness.touched(start + ms(4_000), start + ms(4_500));
+        liveness.touched(start + ms(4_100), start + ms(4_150));
+        assert_eq!(liveness.pending.len(), 1, "the later touch dominates the earlier");
+        assert_eq!(liveness.synced(start + ms(6_850), start + ms(6_860)), Some(start + ms(4_100 + 9_800)));
+    }
+
+    #[test]
+    fn an_older_answer_never_moves_the_proof_back() {
+        let start = Moment::now();
+        let mut liveness = Liveness::new(T, Duration::ZERO, start);
+        liveness.touched(start + ms(1_000), start + ms(1_010));
+        liveness.touched(start + ms(5_000), start + ms(5_010));
+        liveness.dropped();
+        let proven = start + ms(5_000 + 9_800 - 2_700);
+        assert_eq!(liveness.reconnected(), Some(proven));
+        // The answer to a sync sent at 4 s comes late: it confirms only the touch sent at 1 s,
+        // whose bound (10.8 s) is short of what the reconnection proved.
+        assert_eq!(liveness.synced(start + ms(4_000), start + ms(6_000)), None);
+        assert_eq!(liveness.until(), proven);
+        // A touch recorded out of order, sent before the latest, adds nothing either.
+        liveness.touched(start + ms(3_000), start + ms(6_100));
+        liveness.dropped();
+        assert_eq!(liveness.reconnected(), None, "the latest touch is still the one sent at 5 s");
+        assert_eq!(liveness.until(), proven);
+    }
+
+    #[test]
     fn the_margin_and_the_clock_allowance_come_off_the_window() {
         assert_eq!(window(T, Duration::ZERO), ms(9_800));
         assert_eq!(window(T, ms(2_000)), ms(7_800));
@@ -275,5 +330,7 @@ mod tests {
         assert_eq!(lag(T), ms(2_700));
         assert_eq!(reach(T, Duration::ZERO), ms(5_850));
         assert_eq!(reach(T, ms(6_000)), Duration::ZERO);
+        assert_eq!(heartbeat_period(T), ms(1_250));
+        assert_eq!(window(ms(100), T), Duration::ZERO, "a margin beyond the timeout leaves no window");
     }
 }

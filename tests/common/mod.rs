@@ -188,6 +188,41 @@ where
     }
 }
 
+/// A PostgreSQL server, or a panic that says how to install PostgreSQL.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> zk_recipes::testing::TestingPostgres {
+    init_tracing();
+    zk_recipes::testing::TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"))
+}
+
+/// The fencing tests' tables, as `examples/payment.rs` makes them: the fence table `fences`,
+/// and `payments`, whose rows carry their own fence, with order 42 pending.
+#[cfg(feature = "postgres")]
+pub async fn payments_schema(db: &tokio_postgres::Client) {
+    zk_recipes::fence::FenceTable::new("fences").unwrap().create(db).await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
+                                fence text COLLATE \"C\" NOT NULL);
+         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
+    )
+    .await
+    .unwrap();
+}
+
+/// Asserts that nothing happens for `quiet`: that `future` (a task's handle, a channel's
+/// `recv()`, ...) is still pending after it, or panics naming `what` with the output. A wait
+/// that is itself the check, for what must *not* happen; pass a `&mut` to a handle that is
+/// awaited later.
+pub async fn stays_pending<F>(what: &str, quiet: Duration, future: F)
+where
+    F: Future,
+    F::Output: Debug,
+{
+    if let Ok(output) = tokio::time::timeout(quiet, future).await {
+        panic!("{what}: happened within {quiet:?}: {output:?}");
+    }
+}
+
 /// Whether a process exists (and is not a zombie).
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -294,6 +329,34 @@ pub fn example_with_features(name: &str, features: &[&str]) -> std::path::PathBu
     assert!(built.success(), "building example {name} failed");
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
     deps.parent().unwrap().join("examples").join(name)
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &tokio::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id().expect("the child runs") as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+/// What a running `zk-recipes sandbox` prints, line by line.
+#[cfg(feature = "cli")]
+pub type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `zk-recipes sandbox --nodes 1` with `args` besides: the process (killed when
+/// dropped) and its standard output.
+#[cfg(feature = "cli")]
+pub fn sandbox(args: &[&str]) -> (tokio::process::Child, Lines) {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut sandbox = tokio::process::Command::new(env!("CARGO_BIN_EXE_zk-recipes"))
+        .args(["sandbox", "--nodes", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = tokio::io::BufReader::new(sandbox.stdout.take().unwrap()).lines();
+    (sandbox, lines)
 }
 
 /// How long a test waits for the `zk-recipes` tool to exit.

@@ -11,22 +11,15 @@ use zk_recipes::testing::{TestingCluster, TestingPostgres};
 use zk_recipes::{FencingToken, Mutex, Session, inspect};
 use zk_recipes_peers::{Library, PeerContender, PeerRecipe};
 
-use crate::{peer, session};
+use crate::{common, peer, session};
 
 const LOCK: &str = "/interop/payments/order-42";
 const ORDER: i64 = 42;
 
 async fn postgres_with_schema() -> (TestingPostgres, Client) {
-    let postgres = TestingPostgres::start().await.unwrap_or_else(|error| panic!("a real PostgreSQL: {error}"));
+    let postgres = common::postgres().await;
     let db = postgres.connect().await.unwrap();
-    FenceTable::new("fences").unwrap().create(&db).await.unwrap();
-    db.batch_execute(
-        "CREATE TABLE payments (id bigint PRIMARY KEY, status text NOT NULL, captured_by text,
-                                fence text COLLATE \"C\" NOT NULL);
-         INSERT INTO payments VALUES (42, 'pending', NULL, '0000000000000000-0000000000');",
-    )
-    .await
-    .unwrap();
+    common::payments_schema(&db).await;
     (postgres, db)
 }
 

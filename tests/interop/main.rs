@@ -3,6 +3,8 @@
 //!
 //! Each module backs the interop table of its recipe in `recipes/`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod driver;
 #[cfg(feature = "postgres")]
 mod fence;
@@ -15,8 +17,9 @@ mod semaphore;
 
 use std::time::Duration;
 
+use common::observer;
+use zk_recipes::Session;
 use zk_recipes::testing::TestingCluster;
-use zk_recipes::{Session, zk};
 use zk_recipes_peers::{Library, Peer};
 
 /// A 3-node ensemble, as the interop tests use.
@@ -27,15 +30,6 @@ async fn ensemble() -> TestingCluster {
 /// A Rust session on `connect`.
 async fn session(connect: &str) -> Session {
     Session::builder().session_timeout(Duration::from_secs(6)).connect(connect).await.expect("a Rust session")
-}
-
-/// A plain client to look at the tree with.
-async fn observer(connect: &str) -> zk::Client {
-    zk::Client::connector()
-        .with_session_timeout(std::time::Duration::from_secs(60))
-        .connect(connect)
-        .await
-        .expect("an observer client")
 }
 
 /// A Curator or kazoo peer process; fails with the command that installs what is missing.

@@ -265,3 +265,59 @@ fn interrupted(signal: &str, code: u8, show_progress: bool) -> Failure {
     }
     Failure::new(code, format!("{signal} while waiting; not acquired"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use zk_recipes::LossReason;
+
+    use super::*;
+
+    #[test]
+    fn what_the_caller_got_wrong_is_a_usage_error_as_with_clap() {
+        for error in [
+            Error::InvalidPath { path: "locks".into(), reason: "must start with '/'" },
+            Error::InvalidPermits { requested: 0, limit: 10 },
+            Error::InvalidServers { servers: "zk1:port".into(), reason: "invalid port".into() },
+            Error::NoServers,
+            Error::InvalidOption { reason: "the session timeout must be positive".into() },
+        ] {
+            let failure = Failure::from(error.clone());
+            assert_eq!(failure.code, USAGE, "{error}");
+            assert_eq!(failure.message, error.to_string(), "the message is the error's");
+        }
+        assert_eq!(USAGE, 2, "clap's status for a bad command line");
+    }
+
+    #[test]
+    fn a_wait_that_timed_out_is_not_acquired() {
+        let error = Error::Timeout { path: "/p".into(), after: Duration::from_secs(5) };
+        assert_eq!(Failure::from(error).code, NOT_ACQUIRED);
+    }
+
+    #[test]
+    fn any_other_error_is_a_failure() {
+        for error in [
+            Error::Unreachable { servers: "127.0.0.1:2181".into(), timeout: Duration::from_secs(10) },
+            Error::AuthFailed,
+            Error::SessionExpired,
+            Error::SessionClosed,
+            // A loss while acquiring, before any command ran: only a loss while (or as) the
+            // command runs is `LOST`, which `hold_and_run` decides.
+            Error::Lost { node: "/p/_c_x-lock-0000000001".into(), reason: LossReason::NodeDeleted },
+        ] {
+            assert_eq!(Failure::from(error.clone()).code, FAILURE, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_tools_own_statuses_are_distinct_failures() {
+        let statuses = [FAILURE, USAGE, NOT_ACQUIRED, LOST, READER_GONE];
+        for (i, status) in statuses.iter().enumerate() {
+            assert_ne!(*status, 0, "no failure looks like success");
+            assert!(!statuses[..i].contains(status), "{status} means two things");
+        }
+        assert_eq!(i32::from(READER_GONE), 128 + nix::sys::signal::Signal::SIGPIPE as i32);
+    }
+}

@@ -206,3 +206,35 @@ pub fn exit_code(status: ExitStatus) -> u8 {
         (None, None) => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait status as `waitpid` reports it: the exit code in the second byte, or the signal.
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    fn killed(signal: Signal) -> ExitStatus {
+        ExitStatus::from_raw(signal as i32)
+    }
+
+    #[test]
+    fn a_command_that_exits_passes_its_code_on() {
+        for code in [0, 1, 3, 4, 42, 255] {
+            assert_eq!(i32::from(exit_code(exited(code))), code);
+        }
+        assert_eq!(describe(exited(7)), "exited with status 7");
+    }
+
+    #[test]
+    fn a_command_killed_by_a_signal_is_128_plus_the_signal_as_in_a_shell() {
+        assert_eq!(exit_code(killed(Signal::SIGHUP)), 129);
+        assert_eq!(exit_code(killed(Signal::SIGINT)), 130);
+        assert_eq!(exit_code(killed(Signal::SIGKILL)), 137);
+        assert_eq!(exit_code(killed(Signal::SIGPIPE)), 141);
+        assert_eq!(exit_code(killed(Signal::SIGTERM)), 143);
+        assert_eq!(describe(killed(Signal::SIGTERM)), "was killed by SIGTERM");
+    }
+}
