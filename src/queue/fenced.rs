@@ -79,12 +79,11 @@ impl<'h> FencedWrite<'h> {
     pub async fn commit(self) -> Result<Vec<zk::MultiWriteResult>, Error> {
         let holdings = &self.holdings;
         let first = holdings[0];
-        let mut clients = Vec::with_capacity(holdings.len());
-        for holding in holdings {
-            clients.push(holding.check_held()?);
+        // All nodes belong to one session, so the first one's client serves for all.
+        let client = first.check_held()?;
+        for holding in &holdings[1..] {
+            holding.check_held()?;
         }
-        // All nodes belong to one session, so its client serves for all.
-        let client = clients.swap_remove(0);
         let acls = first.session().acls();
         // Once lost, always lost: a loss found by a write is recorded like one `lost()` found.
         let lost =
